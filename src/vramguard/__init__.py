@@ -1,0 +1,26 @@
+"""vramguard: keep hardware video encoders' memory flat over streaming sessions that last days.
+
+The public API is re-exported here; everything else is an implementation detail.
+"""
+
+from vramguard.heap import HeapStats, heap_stats, heap_unavailable_reason, trim_heap
+from vramguard.probes import NoSuchProcess, ProbeStatus, Reading, read
+from vramguard.units import format_bytes, parse_duration, parse_resolution, parse_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HeapStats",
+    "NoSuchProcess",
+    "ProbeStatus",
+    "Reading",
+    "__version__",
+    "format_bytes",
+    "heap_stats",
+    "heap_unavailable_reason",
+    "parse_duration",
+    "parse_resolution",
+    "parse_size",
+    "read",
+    "trim_heap",
+]
