@@ -32,11 +32,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from vramguard.units import format_duration
 
 HOUR = 3600.0
 MB = 1e6
@@ -58,16 +60,37 @@ class DetectorConfig:
     z_alarm: float = 5.0
     min_slope_bytes_per_hour: float = 1 * MB
     confirm_buckets: int = 3
+    rearm_buckets: int = 60  # quiet buckets that end an alarm episode
     warmup_s: float = 1800.0
     min_points: int = 20
     step_buckets: int = 5
     step_sigmas: float = 6.0
+    step_sharpness: float = 0.7  # share of a step that must happen within two buckets
     step_reference_buckets: int = 180  # noise width for steps measured over this many
     min_step_bytes: float = 4 * MB
     staircase_steps: int = 3
     staircase_window_s: float = 24 * HOUR
     staircase_kept_share: float = 0.5  # share of the steps' rise still held
     min_duration_s: float = 1800.0  # shorter series are insufficient data
+
+    def scaled(self, history_s: float) -> DetectorConfig:
+        """The same detector on another time scale: every duration times history_s / 8 h.
+
+        For short runs (a CI job, a test): `scaled(600)` judges ten minutes the way the
+        default judges eight hours. Rates (bytes per hour) scale inversely."""
+        k = history_s / self.history_s
+        return replace(
+            self,
+            bucket_s=self.bucket_s * k,
+            history_s=history_s,
+            ramp_ages_s=tuple(a * k for a in self.ramp_ages_s),
+            min_fit_s=self.min_fit_s * k,
+            warmup_s=self.warmup_s * k,
+            staircase_window_s=self.staircase_window_s * k,
+            min_duration_s=self.min_duration_s * k,
+            noise_record_every_s=self.noise_record_every_s * k,
+            min_slope_bytes_per_hour=self.min_slope_bytes_per_hour / k,
+        )
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0 or self.history_s <= 0 or min(self.ramp_ages_s, default=1) <= 0:
@@ -201,14 +224,68 @@ def fit_ramp(
     return Fit(slope, stderr, n, float(t[-1] - origin), rho, variance)
 
 
+def _with_floor(fit: Fit, long_run_variance_floor: float) -> Fit:
+    """The same fit with its long-run variance raised to the floor, if below it."""
+    if fit.long_run_variance >= long_run_variance_floor or fit.stderr_per_s <= 0:
+        return fit
+    scale = math.sqrt(long_run_variance_floor / fit.long_run_variance)
+    return replace(fit, stderr_per_s=fit.stderr_per_s * scale)
+
+
+def fit_ramps(
+    t: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    origins: Sequence[float],
+    long_run_variance_floor: float = 0.0,
+) -> list[Fit]:
+    """`fit_ramp` for several ramp origins at once (no level shifts), in a few array ops."""
+    n = len(t)
+    if n < 3:
+        return []
+    x = np.maximum(t[None, :] - np.asarray(origins, dtype=np.float64)[:, None], 0.0)
+    xc = x - x.mean(axis=1, keepdims=True)
+    sxx = np.einsum("ij,ij->i", xc, xc)
+    ok = sxx > 0
+    sxx = np.where(ok, sxx, 1.0)
+    yc = y - float(y.mean())
+    slope = (xc @ yc) / sxx
+    residuals = yc[None, :] - slope[:, None] * xc
+    rss = np.einsum("ij,ij->i", residuals, residuals)
+    lag = np.einsum("ij,ij->i", residuals[:, 1:], residuals[:, :-1])
+    fits: list[Fit] = []
+    for i, origin in enumerate(origins):
+        if not ok[i]:
+            continue
+        if rss[i] <= 0:
+            variance, rho = 0.0, 0.0
+        else:
+            r = float(lag[i] / rss[i])
+            rho = min(max(r + (1 + 3 * r) / n, 0.0), 0.98)
+            variance = float(rss[i]) / (n - 2)
+        long_run = max(variance * (1 + rho) / (1 - rho), long_run_variance_floor, 0.0)
+        stderr = math.sqrt(long_run / float(sxx[i]))
+        span = float(t[-1] - max(origin, float(t[0])))
+        fits.append(Fit(float(slope[i]), stderr, n, span, rho, variance))
+    return fits
+
+
+def _median(values: npt.NDArray[np.float64]) -> float:
+    """Median of a handful of values (np.median costs more than the sort here)."""
+    ordered: list[float] = sorted(values.tolist())
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     """Noise width: MAD of the residuals from a straight line, as a standard deviation."""
-    if len(values) < 5:
+    n = len(values)
+    if n < 5:
         return 0.0
-    x = np.arange(len(values), dtype=np.float64)
-    slope, intercept = np.polyfit(x, values, 1)
-    residuals = values - (slope * x + intercept)
-    return float(1.4826 * np.median(np.abs(residuals - np.median(residuals))))
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    slope = float(x @ values) / float(x @ x)
+    residuals = values - float(values.mean()) - slope * x
+    deviations = np.abs(residuals - np.median(residuals))
+    return float(1.4826 * np.median(deviations))
 
 
 @dataclass
@@ -233,6 +310,7 @@ class LeakDetector:
         self._sum_t = self._sum_v = 0.0
         self._n_in_bucket = 0
         self._streak = 0
+        self._quiet = 0
         self._steps_quiet_until = -math.inf
         self._noise_history: deque[float] = deque(maxlen=self.config.noise_history)
         self._noise_recorded_t = -math.inf
@@ -334,8 +412,11 @@ class LeakDetector:
         candidate = self._staircase(t_now) or self._slope(t_now)
         if candidate is None:
             self._streak = 0
-            self.alarm = None
+            self._quiet += 1
+            if self._quiet >= cfg.rearm_buckets:
+                self.alarm = None  # quiet long enough: the next alarm is a new episode
             return None
+        self._quiet = 0
         self._streak += 1
         if self._streak < cfg.confirm_buckets:
             return None
@@ -354,16 +435,19 @@ class LeakDetector:
             return
         before = self._raw[n - 2 * k : n - k]
         after = self._raw[n - k : n]
-        delta = float(np.median(after) - np.median(before))
+        delta = _median(after) - _median(before)
         reference = self._raw[max(0, n - 2 * k - cfg.step_reference_buckets) : n - 2 * k]
         threshold = max(cfg.min_step_bytes, cfg.step_sigmas * _robust_scale(reference))
         if abs(delta) < threshold:
             return
-        # place the step at the largest jump between consecutive buckets near the boundary
+        # A step is sharp: most of it happens within two buckets; a steep ramp is no step.
         window = self._raw[n - 2 * k : n]
-        jumps = np.diff(window) * np.sign(delta)
-        at = n - 2 * k + 1 + int(np.argmax(jumps))
-        level_before = float(np.median(self._raw[max(0, at - k) : at]))
+        jumps = (window[2:] - window[:-2]) * np.sign(delta)
+        if float(jumps.max()) < cfg.step_sharpness * abs(delta):
+            return
+        single = np.diff(window) * np.sign(delta)
+        at = n - 2 * k + 1 + int(np.argmax(single))
+        level_before = _median(self._raw[max(0, at - k) : at])
         step = Step(float(self._t[at]), delta, level_before)
         self.steps.append(step)
         # the same step stays in the comparison windows for a while: look again once it left
@@ -377,7 +461,7 @@ class LeakDetector:
         ups = ups[-cfg.staircase_steps :]
         rise = sum(s.size_bytes for s in ups)
         n = self._count
-        level_now = float(np.median(self._raw[max(0, n - cfg.step_buckets) : n]))
+        level_now = _median(self._raw[max(0, n - cfg.step_buckets) : n])
         kept = level_now - ups[0].level_before
         if kept < cfg.staircase_kept_share * rise:
             return None
@@ -392,7 +476,7 @@ class LeakDetector:
             z=math.inf,
             level_bytes=level_now,
             reason=f"{len(ups)} upward steps totalling {rise / MB:.0f} MB in "
-            f"{span / HOUR:.1f} h, {kept / MB:.0f} MB still held",
+            f"{format_duration(span)}, {kept / MB:.0f} MB still held",
         )
 
     def _slope(self, t_now: float) -> Alarm | None:
@@ -405,11 +489,16 @@ class LeakDetector:
             return None
         # A rise is a level shift in the fit (a pool that grew once); a fall stays in the
         # data, or a GC sawtooth would pass for a climb.
-        rises = [s.t for s in self.steps if s.size_bytes > 0]
-        line = fit_ramp(t, y, None, rises)
-        if line is None:
+        rises = [s.t for s in self.steps if s.size_bytes > 0 and t[0] < s.t <= t_now]
+        origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
+        if rises:
+            raw = [fit_ramp(t, y, origin, rises) for origin in origins]
+            fits = [f for f in raw if f is not None]
+        else:
+            fits = fit_ramps(t, y, origins)
+        if not fits or fits[0].span_s < t_now - float(t[0]):
             return None
-        self.last_fit = line
+        line = self.last_fit = fits[0]
         # Noise is a property of the process: the median of the line fits' long-run variance
         # over the past day bounds each test's, so one quiet stretch cannot fake certainty.
         # Only near-full windows are recorded: a short window's detrended noise looks tamer.
@@ -418,17 +507,9 @@ class LeakDetector:
             self._noise_history.append(line.long_run_variance)
             self._noise_recorded_t = t_now
         learned = len(self._noise_history) >= 3
-        floor = float(np.median(self._noise_history)) if learned else 0.0
+        floor = _median(np.asarray(self._noise_history)) if learned else 0.0
         z_alarm = cfg.z_alarm if learned else cfg.z_alarm + cfg.learning_z_margin
-        if floor > line.long_run_variance:
-            line = fit_ramp(t, y, None, rises, None, floor) or line
-        best = line
-        for age in cfg.ramp_ages_s:
-            if t_now - age <= t[0]:
-                continue
-            fit = fit_ramp(t, y, t_now - age, rises, None, floor)
-            if fit is not None and fit.z > best.z:
-                best = fit
+        best = max((_with_floor(f, floor) for f in fits), key=lambda f: f.z)
         slope_h = best.slope_per_s * HOUR
         if best.z < z_alarm or slope_h < cfg.min_slope_bytes_per_hour:
             return None
@@ -440,8 +521,8 @@ class LeakDetector:
             window_s=best.span_s,
             z=best.z,
             level_bytes=float(self._raw[n - 1]),
-            reason=f"growing {slope_h / MB:.1f} MB/h for the last {best.span_s / HOUR:.1f} h "
-            f"(z = {best.z:.1f})",
+            reason=f"growing {slope_h / MB:.1f} MB/h for the last "
+            f"{format_duration(best.span_s)} (z = {best.z:.1f})",
         )
 
     # -- reading --------------------------------------------------------------------------
@@ -501,8 +582,12 @@ def _verdict(
     # Whole-series growth, warm-up left out and upward steps taken out as online.
     keep = t >= t0 + cfg.warmup_s
     series_t, series_v = t[keep], v[keep]
-    rises = [s.t for s in steps if s.size_bytes > 0]
-    fit = fit_ramp(series_t, series_v, None, rises) if len(series_t) >= cfg.min_points else None
+    # Rises are level shifts (a pool that grew once), unless they were the leak: a staircase.
+    staircase = any(a.kind == "staircase" for a in detector.alarms)
+    rises = [] if staircase else [s.t for s in steps if s.size_bytes > 0]
+    fit = None
+    if len(series_t) >= cfg.min_points:
+        fit = fit_ramp(series_t, series_v, None, rises) or fit_ramp(series_t, series_v)
     if fit is None or duration - cfg.warmup_s < cfg.min_duration_s:
         verdict: Verdict = "leak" if first is not None else "insufficient-data"
         return Trend(

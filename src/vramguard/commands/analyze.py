@@ -1,0 +1,97 @@
+"""`vramguard analyze FILE`: the detector replayed over any log, and its verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from vramguard.commands.common import add_detector_arguments, detector_config, print_result
+from vramguard.errors import UsageError
+from vramguard.report import html_page, plot_png, summary_rows, trend_document, write_new
+from vramguard.samplelog import LogError, SampleLog, read_log
+from vramguard.tracker import attribute
+from vramguard.trend import detect_leak
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="judge a log (vramguard JSONL or nvidia-smi CSV)",
+        description="Replay the leak detector over a log, sample by sample, and give the "
+        "verdict. Reads vramguard sample logs and nvidia-smi --query-gpu / "
+        "--query-compute-apps CSV logs. Exit 0 stable or too short, 1 leak, 2 bad input.",
+    )
+    parser.add_argument("file", help="the log")
+    parser.add_argument("--metric", default=None, help="series to judge (default: the best)")
+    parser.add_argument("--json", action="store_true", help="print JSON (bytes, seconds)")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="write a plot")
+    parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
+    parser.add_argument("--force", action="store_true", help="overwrite --plot/--html files")
+    add_detector_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def analyze(log: SampleLog, metric: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    """The verdict on one series of a log, as a JSON-ready dictionary."""
+    name, (t, values) = log.metric(metric)
+    budget = args.budget
+    totals = log.series.get("device_total_bytes")
+    if budget is None and name in ("process_gpu_bytes", "device_used_bytes") and totals:
+        budget = int(totals[1][-1])
+    try:
+        trend = detect_leak(t, values, detector_config(args), budget)
+    except ValueError as exc:
+        raise LogError(f"{log.path}: {exc}") from None
+    result = trend_document(trend, name, float(t[0]))
+    result.update(
+        budget_bytes=budget, log_kind=log.kind, metrics=sorted(log.series), warnings=log.warnings
+    )
+    if trend.verdict == "leak" and log.kind == "vramguard":
+        alerted = float(t[0]) + (trend.first_alert_t or trend.duration_s)
+        since = alerted - 3600.0
+        result["likely_source"] = attribute(log.samples_between(since, alerted), name, since)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    for target in (args.plot, args.html):
+        if target is not None:
+            _check_writable(target, args.force)
+    try:
+        log = read_log(args.file)
+        result = analyze(log, args.metric, args)
+    except LogError as exc:
+        raise UsageError(str(exc)) from None
+    for warning in log.warnings:
+        print(f"vramguard: warning: {warning}", file=sys.stderr)
+    if args.plot or args.html:
+        _write_reports(log, result, args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_result(result)
+    return 1 if result["verdict"] == "leak" else 0
+
+
+def _check_writable(path: str, force: bool) -> None:
+    from pathlib import Path
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: folder {target.parent} does not exist")
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists: use --force to overwrite it")
+
+
+def _write_reports(log: SampleLog, result: dict[str, Any], args: argparse.Namespace) -> None:
+    name, (t, values) = log.metric(result["metric"])
+    trend = detect_leak(t, values, detector_config(args), result["budget_bytes"])
+    png = plot_png(t, values, name, trend, log.samples, title=f"{args.file}: {trend.verdict}")
+    if args.plot:
+        write_new(args.plot, png, force=args.force)
+    if args.html:
+        page = html_page(f"vramguard analyze: {args.file}", png, summary_rows(result),
+                         notes=[result["reason"], *result["warnings"]])  # fmt: skip
+        write_new(args.html, page, force=args.force)

@@ -1,0 +1,87 @@
+"""Argument types and helpers the subcommands share: every bad value is one clear line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+from vramguard.errors import UsageError
+from vramguard.report import summary_rows
+from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.trend import DetectorConfig
+from vramguard.units import parse_duration, parse_size
+
+T = TypeVar("T")
+
+
+def argument_type(parser: Callable[[str], T]) -> Callable[[str], T]:
+    """Wrap a parser that raises ValueError so argparse reports its message as is."""
+
+    def parse(text: str) -> T:
+        try:
+            return parser(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = parser.__name__
+    return parse
+
+
+duration = argument_type(parse_duration)
+size = argument_type(parse_size)
+
+
+def add_detector_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--window",
+        type=duration,
+        default=None,
+        metavar="DURATION",
+        help="the detector's history (default 8h); shorter judges short runs, "
+        "every detector duration scaled alike",
+    )
+    parser.add_argument(
+        "--budget",
+        type=size,
+        default=None,
+        metavar="SIZE",
+        help="memory budget for time-to-exhaustion (default: the device total)",
+    )
+
+
+def detector_config(args: argparse.Namespace) -> DetectorConfig:
+    base = DetectorConfig()
+    return base if args.window is None else base.scaled(args.window)
+
+
+def add_log_arguments(parser: Any) -> None:
+    parser.add_argument("--log", default=None, metavar="FILE", help="write a JSONL sample log")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --log")
+
+
+def open_log(
+    args: argparse.Namespace, source: dict[str, Any], config: dict[str, Any]
+) -> SampleLogWriter | None:
+    """The --log writer, or None; bad paths and existing files are one clear line."""
+    if args.log is None:
+        return None
+    try:
+        return SampleLogWriter(args.log, source=source, config=config, force=args.force)
+    except LogError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """A verdict for the screen: one coloured line, then a table in MB and hours."""
+    console = Console()
+    colour = {"leak": "red", "stable": "green"}.get(result["verdict"], "yellow")
+    console.print(f"[bold {colour}]{result['verdict']}[/]: {result['reason']}")
+    table = Table(show_header=False)
+    for key, shown in summary_rows(result):
+        if key not in ("verdict", "reason"):
+            table.add_row(key, shown)
+    console.print(table)

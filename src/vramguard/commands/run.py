@@ -1,0 +1,124 @@
+"""`vramguard run -- CMD ARGS`: start any server, sample it for its whole life, judge it.
+
+The command starts from its argument vector, never through a shell, in its own process
+group; SIGINT and SIGTERM sent to vramguard are forwarded to it once, and sampling goes on
+until it exits. Exit code: the command's own when non-zero (128 + signal when a signal
+ended it), else 1 for a leak and 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+from vramguard import probes
+from vramguard.commands.common import (
+    add_detector_arguments,
+    add_log_arguments,
+    detector_config,
+    duration,
+    open_log,
+    print_result,
+)
+from vramguard.errors import UsageError
+from vramguard.monitor import Monitor, result_document
+from vramguard.samplelog import SampleLogWriter
+from vramguard.tracker import LeakAlert, MemoryTracker
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a command and judge its memory over its life",
+        description="Start CMD (no shell), sample its memory every --interval until it "
+        "exits, show leak alerts as they come, and give the verdict. Per-process GPU "
+        "memory where a probe has it, else host RSS.",
+    )
+    parser.add_argument("--interval", type=duration, default=60.0, help="sampling interval")
+    parser.add_argument("--metric", default=None, help="metric to judge (default: best)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_log_arguments(parser)
+    add_detector_arguments(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS")
+    parser.set_defaults(run=run)
+
+
+def _exit_code_of(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("run needs a command: vramguard run [options] -- CMD ARGS")
+    log = open_log(args, source={"command": argv}, config={"interval_s": args.interval})
+    console = Console(stderr=True)
+    try:
+        try:
+            child = subprocess.Popen(argv, process_group=0)
+        except FileNotFoundError:
+            raise UsageError(f"command not found: {argv[0]}") from None
+        except PermissionError:
+            raise UsageError(f"cannot execute {argv[0]}: permission denied") from None
+        except OSError as exc:
+            raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from None
+        return _supervise(child, argv, args, log, console)
+    finally:
+        if log is not None:
+            log.close()
+        probes.close()
+
+
+def _supervise(
+    child: subprocess.Popen[bytes],
+    argv: list[str],
+    args: argparse.Namespace,
+    log: SampleLogWriter | None,
+    console: Console,
+) -> int:
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    def announce(alert: LeakAlert) -> None:
+        console.print(f"[bold red]leak alert[/] at {alert.t:.0f}s: {alert.reason}; "
+                      f"likely source: {alert.likely_source}")  # fmt: skip
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    tracker = MemoryTracker(metric=args.metric, detector_config=detector_config(args))
+    monitor = Monitor(child.pid, tracker, log, announce)
+    try:
+        while child.poll() is None:
+            try:
+                monitor.sample()
+            except probes.NoSuchProcess:
+                break
+            try:
+                child.wait(timeout=args.interval)
+            except subprocess.TimeoutExpired:
+                continue
+        returncode = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    trend = monitor.verdict(detector_config(args), args.budget)
+    result = result_document(monitor, trend, command=argv, returncode=returncode)
+    if log is not None:
+        log.result(result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_result(result)
+    if returncode != 0:
+        print(f"vramguard: {argv[0]} exited with {returncode}", file=sys.stderr)
+        return _exit_code_of(returncode)
+    return 1 if trend.verdict == "leak" else 0

@@ -1,0 +1,82 @@
+"""Sampling one process over its life: probe, tracker, log and alerts, every interval.
+
+`run` and `watch` (and a server embedding the library) share this loop; the runner of a
+soak has its own, since its samples carry what the pools hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vramguard import probes
+from vramguard.report import trend_document
+from vramguard.samplelog import SampleLogWriter
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample
+from vramguard.trend import DetectorConfig, Trend, detect_leak
+
+
+@dataclass
+class Monitor:
+    """Samples `pid` into a tracker and (optionally) a log; `on_alert` hears each new alert."""
+
+    pid: int
+    tracker: MemoryTracker
+    log: SampleLogWriter | None = None
+    on_alert: Callable[[LeakAlert], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    _start: float | None = None
+    times: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    last: Sample | None = None
+
+    def sample(self) -> Sample:
+        """One reading now. Raises probes.NoSuchProcess once the process is gone."""
+        now = self.clock()
+        if self._start is None:
+            self._start = now
+        reading = probes.read(self.pid)
+        sample = Sample.from_reading(reading, t=now - self._start, wall_s=time.time())
+        if self.tracker.metric is None:
+            self.tracker.metric = next(
+                (m for m in ("process_gpu_bytes", "host_rss_bytes") if sample.get(m) is not None),
+                None,
+            )
+        alert = self.tracker.add(sample)
+        if self.log is not None:
+            self.log.sample(sample)
+        value = sample.get(self.tracker.metric) if self.tracker.metric else None
+        if value is not None:
+            self.times.append(sample.t)
+            self.values.append(value)
+        if alert is not None:
+            if self.log is not None:
+                self.log.write(alert.as_dict())
+            if self.on_alert is not None:
+                self.on_alert(alert)
+        self.last = sample
+        return sample
+
+    def verdict(self, config: DetectorConfig, budget_bytes: float | None = None) -> Trend:
+        """The detector replayed over every sample of the run (not only the tracker's)."""
+        if (
+            budget_bytes is None
+            and self.last is not None
+            and self.tracker.metric != "host_rss_bytes"
+        ):
+            budget_bytes = self.last.device_total_bytes
+        return detect_leak(np.array(self.times), np.array(self.values), config, budget_bytes)
+
+
+def result_document(monitor: Monitor, trend: Trend, **extra: Any) -> dict[str, Any]:
+    """The end of a run, as the log's result line and `--json` print it."""
+    alerts = monitor.tracker.alerts
+    return {
+        **trend_document(trend, monitor.tracker.metric),
+        "likely_source": alerts[-1].likely_source if alerts else None,
+        **extra,
+    }

@@ -1,0 +1,181 @@
+"""Pictures and pages of a run: a PNG plot and a self-contained HTML report.
+
+The plot shows the metric over time (MiB against hours), the whole-series trend, where the
+detector first alarmed, the steps it found, and, where the log has them, the components our
+pools hold (reference frames, staging, retained heap) stacked underneath.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vramguard.tracker import Sample
+from vramguard.trend import Trend
+
+MiB = 2**20
+_COMPONENTS = (
+    ("reference frames", ("reference_bytes",)),
+    ("staging", ("staging_in_use_bytes", "staging_idle_bytes")),
+    ("retained heap", ("heap_free_bytes",)),
+)
+
+
+def _components(samples: Sequence[Sample]) -> dict[str, npt.NDArray[np.float64]]:
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    for label, names in _COMPONENTS:
+        values = [
+            sum(v for n in names if (v := s.get(n)) is not None)
+            if any(s.get(n) is not None for n in names)
+            else np.nan
+            for s in samples
+        ]
+        array = np.array(values, dtype=np.float64)
+        if np.isfinite(array).any() and np.nanmax(array) > 0:
+            out[label] = np.nan_to_num(array)
+    return out
+
+
+def plot_png(
+    t: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    metric: str,
+    trend: Trend,
+    samples: Sequence[Sample] = (),
+    title: str | None = None,
+) -> bytes:
+    """The picture of a run, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hours = (t - t[0]) / 3600.0 if len(t) else t
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    try:
+        components = _components(samples) if samples else {}
+        if components:
+            sample_hours = (np.array([s.t for s in samples]) - t[0]) / 3600.0
+            ax.stackplot(
+                sample_hours,
+                *[c / MiB for c in components.values()],
+                labels=list(components),
+                alpha=0.35,
+            )
+        ax.plot(hours, values / MiB, lw=1.0, color="#1f4e79", label=metric)
+        if trend.slope_bytes_per_hour is not None and len(t) > 1:
+            centre_h, centre_v = float(np.mean(hours)), float(np.mean(values))
+            slope = trend.slope_bytes_per_hour
+            line = centre_v + slope * (hours - centre_h)
+            label = f"trend {slope / 1e6:+.2f} MB/h"
+            ax.plot(hours, line / MiB, ls="--", color="#c55a11", lw=1.2, label=label)
+        for step in trend.steps:
+            ax.axvline((step.t - t[0]) / 3600.0, color="#7f7f7f", lw=0.6, ls=":")
+        if trend.first_alert_t is not None:
+            ax.axvline(trend.first_alert_t / 3600.0, color="#c00000", lw=1.5, label="first alert")
+        ax.set_xlabel("hours")
+        ax.set_ylabel("MiB")
+        ax.set_title(title or f"{metric}: {trend.verdict}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+        buffer = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def html_page(
+    title: str, png: bytes, rows: Sequence[tuple[str, str]], notes: Sequence[str] = ()
+) -> str:
+    """One self-contained page: the plot inline and a table of the numbers."""
+    image = base64.b64encode(png).decode()
+    table = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-top: 1em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<img alt="memory over time" src="data:image/png;base64,{image}">
+<table>
+{table}
+</table>
+<ul>{items}</ul>
+</body></html>
+"""
+
+
+def trend_document(trend: Trend, metric: str | None, t0: float = 0.0) -> dict[str, Any]:
+    """A verdict as a JSON-ready dictionary (bytes, seconds): what analyze, run, watch and
+    the log's result line share."""
+    ci = trend.slope_ci_bytes_per_hour
+    return {
+        "verdict": trend.verdict,
+        "metric": metric,
+        "samples": trend.samples,
+        "duration_s": trend.duration_s,
+        "slope_bytes_per_hour": trend.slope_bytes_per_hour,
+        "slope_ci_bytes_per_hour": list(ci) if ci else None,
+        "first_alert_t": trend.first_alert_t,
+        "peak_bytes": trend.peak_bytes,
+        "time_to_exhaustion_s": trend.time_to_exhaustion_s,
+        "alarms": trend.alarms,
+        "steps": [{"t": s.t - t0, "size_bytes": s.size_bytes} for s in trend.steps],
+        "reason": trend.reason,
+    }
+
+
+def write_new(path: str | os.PathLike[str], data: bytes | str, force: bool = False) -> None:
+    """Write a file, refusing to replace an existing one unless `force`."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist")
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists: use --force to overwrite it")
+    payload = data.encode() if isinstance(data, str) else data
+    target.write_bytes(payload)
+
+
+def summary_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A result dictionary (bytes, seconds) as rows for the screen or a page."""
+    from vramguard.units import format_bytes, format_duration
+
+    rows: list[tuple[str, str]] = []
+    for key, value in document.items():
+        if isinstance(value, dict | list) and key != "slope_ci_bytes_per_hour":
+            continue
+        if value is None:
+            shown = "n/a"
+        elif key == "slope_ci_bytes_per_hour":
+            low, high = value
+            shown = f"[{low / 1e6:+.2f}, {high / 1e6:+.2f}] MB/h"
+        elif key.endswith("_bytes_per_hour"):
+            shown = f"{value / 1e6:+.2f} MB/h"
+        elif key.endswith("_bytes"):
+            shown = format_bytes(value)
+        elif key.endswith("_s") or key.endswith("_t"):
+            shown = format_duration(value)
+        elif isinstance(value, float):
+            shown = f"{value:.4g}"
+        else:
+            shown = str(value)
+        rows.append((key, shown))
+    return rows

@@ -1,0 +1,399 @@
+"""The sample log: JSON Lines written so that a kill -9 loses at most the line being written,
+and readers for it and for nvidia-smi's CSV logs.
+
+Format (`vramguard.samples/1`, documented in docs/log-format.md): a header line
+`{"schema", "started", "source", "config"}`, then sample lines (`t`, `wall_s`, sizes in
+bytes), event lines (`{"t", "event", ...}`) and a final `{"result": {...}}`. Each line is
+written with one `write()` and fsync'd. Readers ignore unknown keys and skip a torn last
+line with a warning; any other damage is a `LogError` that names the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from vramguard.tracker import PREFERRED_METRICS, SAMPLE_FIELDS, Sample
+
+SCHEMA = "vramguard.samples/1"
+_UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+class LogError(ValueError):
+    """A log that cannot be read or written; the message is one line for the user."""
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class SampleLogWriter:
+    """Appends one JSON object a line, each in one write() and fsync'd.
+
+    Refuses to replace an existing file unless `force`; the folder must exist.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        source: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise LogError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        if self.path.is_dir():
+            raise LogError(f"cannot write {self.path}: it is a folder")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        flags |= os.O_TRUNC if force else os.O_EXCL
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o644)
+        except FileExistsError:
+            raise LogError(f"{self.path} exists: use --force to overwrite it") from None
+        except OSError as exc:
+            raise LogError(f"cannot write {self.path}: {exc.strerror}") from None
+        self.lines = 0
+        self.write(
+            {
+                "schema": SCHEMA,
+                "started": _utc_now(),
+                "source": source or {},
+                "config": config or {},
+            }
+        )
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One line, whole: a crash leaves at most this line torn."""
+        if self._fd is None:
+            raise LogError(f"{self.path} is closed")
+        data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+        self.lines += 1
+
+    def sample(self, sample: Sample) -> None:
+        self.write(sample.as_dict())
+
+    def event(self, t: float, name: str, **data: Any) -> None:
+        self.write({"t": t, "event": name, **data})
+
+    def result(self, result: dict[str, Any]) -> None:
+        self.write({"result": result})
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> SampleLogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Series = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+LogKind = Literal["vramguard", "nvidia-smi-gpu", "nvidia-smi-apps"]
+
+
+@dataclass
+class SampleLog:
+    """What a log holds: series by metric name, and for vramguard logs the samples too."""
+
+    path: str
+    kind: LogKind
+    series: dict[str, Series]
+    header: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    default_metric: str | None = None
+    _samples: list[Sample] | None = None
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The samples of a vramguard log (built on first use; empty for CSV logs)."""
+        if self._samples is None:
+            self._samples = self.samples_between(-math.inf)
+        return self._samples
+
+    def samples_between(self, t_from: float, t_to: float = math.inf) -> list[Sample]:
+        """The samples with `t_from <= t <= t_to` (for attribution over an alarm's window)."""
+        if "t" not in self.columns:
+            return []
+        start = int(np.searchsorted(self.columns["t"], t_from, side="left"))
+        stop = int(np.searchsorted(self.columns["t"], t_to, side="right"))
+        names = list(self.columns)
+        rows = zip(*(self.columns[n][start:stop].tolist() for n in names), strict=True)
+        return [
+            Sample.from_dict({n: v for n, v in zip(names, row, strict=True) if v == v})
+            for row in rows
+        ]
+
+    def metric(self, name: str | None = None) -> tuple[str, Series]:
+        """The named series, or the best one present; LogError when there is none."""
+        chosen = name or self.default_metric
+        if chosen is None or chosen not in self.series:
+            known = ", ".join(sorted(self.series)) or "none"
+            what = f"metric {chosen!r}" if chosen else "a memory metric"
+            raise LogError(f"{self.path} has no {what} (it has: {known})")
+        return chosen, self.series[chosen]
+
+
+def read_log(path: str | os.PathLike[str]) -> SampleLog:
+    """Read a vramguard JSONL log or an nvidia-smi CSV log; LogError for anything unusable."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise LogError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise LogError(f"{file}: is a folder, not a log") from None
+    except OSError as exc:
+        raise LogError(f"{file}: cannot read: {exc.strerror}") from None
+    if not raw.strip():
+        raise LogError(f"{file}: empty file")
+    if b"\x00" in raw[:65536]:
+        raise LogError(f"{file}: binary file, not a log")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LogError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    if text.lstrip().startswith("{"):
+        return _read_jsonl(str(file), text)
+    return _read_nvidia_smi(str(file), text)
+
+
+def _read_jsonl(path: str, text: str) -> SampleLog:
+    lines = text.split("\n")
+    torn_last = not text.endswith("\n")
+    log = SampleLog(path, "vramguard", {})
+    records: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    kept = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    try:  # one parse of the whole file; line by line only to find a bad line
+        parsed = json.loads("[" + ",".join(line for _, line in kept) + "]")
+    except json.JSONDecodeError:
+        parsed = None
+    for index, (number, line) in enumerate(kept):
+        try:
+            record = parsed[index] if parsed is not None else json.loads(line)
+        except json.JSONDecodeError:
+            if torn_last and number == len(lines):
+                log.warnings.append(f"line {number} is torn (the writer stopped mid-line): skipped")
+                continue
+            raise LogError(f"{path}: line {number} is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise LogError(f"{path}: line {number} is not a JSON object")
+        if "t" in record and "event" not in record:
+            records.append(record)
+            numbers.append(number)
+        elif "schema" in record and not log.header:
+            _check_header(path, record, log)
+        elif "result" in record:
+            log.result = record["result"] if isinstance(record["result"], dict) else None
+        elif "event" in record:
+            log.events.append(record)
+    if not log.header:
+        raise LogError(f"{path}: no vramguard header line (schema {SCHEMA})")
+    times = _column(path, records, numbers, "t", required=True)
+    backwards = np.flatnonzero(np.diff(times) < 0)
+    if len(backwards):
+        i = int(backwards[0]) + 1
+        raise LogError(
+            f"{path}: line {numbers[i]}: time goes backwards ({times[i]:g} after {times[i - 1]:g})"
+        )
+    present = set().union(*(r.keys() for r in records[:1000]), *(r.keys() for r in records[-10:]))
+    for name in SAMPLE_FIELDS[1:]:
+        if name not in present:
+            continue
+        values = _column(path, records, numbers, name)
+        keep = np.isfinite(values)
+        log.columns[name] = values
+        if name != "wall_s" and keep.any():
+            log.series[name] = (times[keep], values[keep])
+    log.columns["t"] = times
+    log.default_metric = next((m for m in PREFERRED_METRICS if m in log.series), None)
+    return log
+
+
+def _check_header(path: str, record: dict[str, Any], log: SampleLog) -> None:
+    schema = str(record["schema"])
+    if not schema.startswith("vramguard.samples/"):
+        raise LogError(f"{path}: unknown schema {schema!r}")
+    if schema != SCHEMA:
+        log.warnings.append(f"schema {schema} is newer than {SCHEMA}: reading what it can")
+    log.header = record
+
+
+_NUMERIC_TYPES = {int, float, type(None)}
+
+
+def _column(
+    path: str, records: list[dict[str, Any]], numbers: list[int], name: str, required: bool = False
+) -> npt.NDArray[np.float64]:
+    """One field of every sample as floats; NaN where absent or null. Anything that is not
+    a number (a string, a boolean, an object) is a LogError naming the line."""
+    values = [r.get(name) for r in records]
+    if all(type(v) in _NUMERIC_TYPES for v in values):
+        column = np.array(values, dtype=np.float64)
+        if not required or np.isfinite(column).all():
+            return column
+    for value, number in zip(values, numbers, strict=True):
+        finite = isinstance(value, int | float) and math.isfinite(value)
+        if type(value) not in _NUMERIC_TYPES or (required and not finite):
+            raise LogError(f"{path}: line {number}: {name!r} is not a number")
+    raise AssertionError("unreachable: a bad value was found above")
+
+
+_HEADER_UNIT = re.compile(r"^(.*?)\s*\[([A-Za-z]+)\]\s*$")
+
+
+def _parse_time(text: str) -> float:
+    for form in ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"):
+        try:
+            return dt.datetime.strptime(text.strip(), form).timestamp()
+        except ValueError:
+            continue
+    raise ValueError(text)
+
+
+def _parse_bytes(text: str, unit: str) -> float:
+    """nvidia-smi value -> bytes; NaN for "[N/A]", "[Not Supported]" and the like."""
+    text = text.strip()
+    if not text or text.startswith("[") or text.upper() in ("N/A", "NOT SUPPORTED"):
+        return math.nan
+    parts = text.split()
+    value = float(parts[0])
+    if len(parts) > 1:
+        unit = parts[1]
+    multiplier = _UNITS.get(unit.lower())
+    if multiplier is None:
+        raise ValueError(f"unknown unit {unit!r}")
+    return value * multiplier
+
+
+def _read_nvidia_smi(path: str, text: str) -> SampleLog:
+    rows = [r for r in csv.reader(io.StringIO(text), skipinitialspace=True) if r]
+    first = [c.strip().lower() for c in rows[0]]
+    names: list[str]
+    units: list[str]
+    if any("timestamp" in c for c in first):
+        names, units = [], []
+        for cell in first:
+            match = _HEADER_UNIT.match(cell)
+            names.append(match.group(1) if match else cell)
+            units.append(match.group(2) if match else "MiB")
+        body = rows[1:]
+        start_line = 2
+    elif first and "timestamp" not in first[0] and not _looks_like_time(rows[0][0]):
+        raise LogError(f"{path}: CSV without a timestamp column (nvidia-smi's first column)")
+    elif len(rows[0]) == 2:  # --query-gpu=timestamp,memory.used --format=csv,noheader,nounits
+        names, units, body, start_line = ["timestamp", "memory.used"], ["MiB"] * 2, rows, 1
+    elif len(rows[0]) == 3:  # --query-compute-apps=timestamp,pid,used_memory, noheader
+        names, units = ["timestamp", "pid", "used_gpu_memory"], ["MiB"] * 3
+        body, start_line = rows, 1
+    else:
+        raise LogError(f"{path}: unrecognised CSV: expected nvidia-smi's timestamp column first")
+    if "timestamp" not in names:
+        raise LogError(f"{path}: CSV without a timestamp column")
+    column = {name: i for i, name in enumerate(names)}
+    memory: str | None = next((n for n in ("used_gpu_memory", "used_memory") if n in column), None)
+    kind: LogKind = "nvidia-smi-apps" if memory is not None else "nvidia-smi-gpu"
+    if memory is None:
+        if "memory.used" not in column:
+            raise LogError(f"{path}: CSV has neither memory.used nor used_gpu_memory")
+        memory = "memory.used"
+    gpu_key = next((n for n in ("index", "pci.bus_id", "uuid", "gpu_uuid") if n in column), None)
+    return _collect_csv(path, kind, body, start_line, column, units, memory, gpu_key)
+
+
+def _looks_like_time(text: str) -> bool:
+    try:
+        _parse_time(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _collect_csv(
+    path: str,
+    kind: LogKind,
+    body: list[list[str]],
+    start_line: int,
+    column: dict[str, int],
+    units: list[str],
+    memory: str,
+    gpu_key: str | None,
+) -> SampleLog:
+    points: dict[str, list[tuple[float, float]]] = {}
+    t0: float | None = None
+    last_stamp = -math.inf
+    position = 0
+    for offset, row in enumerate(body):
+        number = start_line + offset
+        if len(row) < len(column):
+            if offset == len(body) - 1:
+                continue  # a torn last line
+            raise LogError(f"{path}: line {number} has {len(row)} columns, not {len(column)}")
+        try:
+            stamp = _parse_time(row[column["timestamp"]])
+            value = _parse_bytes(row[column[memory]], units[column[memory]])
+        except ValueError:
+            raise LogError(f"{path}: line {number} cannot be read: {','.join(row)}") from None
+        if stamp < last_stamp:
+            raise LogError(f"{path}: line {number}: time goes backwards")
+        position = position + 1 if stamp == last_stamp else 0
+        last_stamp = stamp
+        t0 = stamp if t0 is None else t0
+        if kind == "nvidia-smi-apps":
+            series = f"pid:{row[column['pid']].strip()}"
+        elif gpu_key is not None:
+            series = f"gpu:{row[column[gpu_key]].strip()}"
+        else:
+            series = f"gpu:{position}"  # rows at one timestamp are the GPUs in order
+        if math.isfinite(value):
+            points.setdefault(series, []).append((stamp - t0, value))
+    log = SampleLog(path, kind, {})
+    for name, pairs in points.items():
+        array = np.array(pairs, dtype=np.float64)
+        log.series[name] = (array[:, 0], array[:, 1])
+    if not log.series:
+        raise LogError(f"{path}: no memory values (every value is N/A or the log has no rows)")
+    if kind == "nvidia-smi-gpu":
+        log.series["device_used_bytes"] = _sum_series([log.series[k] for k in sorted(log.series)])
+        log.default_metric = "device_used_bytes"
+    else:
+        log.default_metric = max(points, key=lambda k: len(points[k]))
+    return log
+
+
+def _sum_series(parts: list[Series]) -> Series:
+    """Several GPUs' series added at the times all of them have."""
+    if len(parts) == 1:
+        return parts[0]
+    common = parts[0][0]
+    for times, _ in parts[1:]:
+        common = np.intersect1d(common, times)
+    total = np.zeros(len(common))
+    for times, values in parts:
+        index = np.searchsorted(times, common)
+        total += values[index]
+    return common, total
