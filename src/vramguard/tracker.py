@@ -120,8 +120,8 @@ def attribute(samples: list[Sample], metric: str, since_t: float) -> str:
 
     def growth(*names: str) -> float | None:
         def total(s: Sample) -> float | None:
-            parts = [s.get(n) for n in names]
-            return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
+            parts = [p for n in names if (p := s.get(n)) is not None]
+            return sum(parts) if parts else None
 
         first = [v for s in head if (v := total(s)) is not None]
         last = [v for s in tail if (v := total(s)) is not None]
