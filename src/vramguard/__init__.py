@@ -5,16 +5,29 @@ The public API is re-exported here; everything else is an implementation detail.
 
 from vramguard.heap import HeapStats, heap_stats, heap_unavailable_reason, trim_heap
 from vramguard.probes import NoSuchProcess, ProbeStatus, Reading, read
+from vramguard.samplelog import LogError, SampleLog, SampleLogWriter, read_log
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample
+from vramguard.trend import DetectorConfig, LeakDetector, Trend, detect_leak
 from vramguard.units import format_bytes, parse_duration, parse_resolution, parse_size
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DetectorConfig",
     "HeapStats",
+    "LeakAlert",
+    "LeakDetector",
+    "LogError",
+    "MemoryTracker",
     "NoSuchProcess",
     "ProbeStatus",
     "Reading",
+    "Sample",
+    "SampleLog",
+    "SampleLogWriter",
+    "Trend",
     "__version__",
+    "detect_leak",
     "format_bytes",
     "heap_stats",
     "heap_unavailable_reason",
@@ -22,5 +35,6 @@ __all__ = [
     "parse_resolution",
     "parse_size",
     "read",
+    "read_log",
     "trim_heap",
 ]

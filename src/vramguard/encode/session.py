@@ -1,0 +1,253 @@
+"""An encoder session over PyAV, with an explicit teardown and a drain that keeps it reusable.
+
+Teardown order (`close()`): 1. end of stream is sent and the last packets collected;
+2. the frame the session converted last is dropped; 3. the codec context, its only reference,
+is dropped, which frees it at once (avcodec_free_context: the encoder's own buffers, then
+any hardware frames and device context it holds). Nothing is left to the garbage collector:
+a test checks the context is gone the moment `close()` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.logging
+from av.video.frame import PictureType
+
+from vramguard.encode.backends import candidates, check_explicit, encoder_options, family_of
+from vramguard.encode.config import EncoderConfig
+
+Packet = Any  # av.Packet (generic in PyAV's stubs; its type parameter says nothing here)
+
+_OPEN_LOCK = threading.Lock()  # FFmpeg's log level and capture are process-wide
+
+
+class EncoderUnavailable(RuntimeError):
+    """No encoder could be opened; the message says why for each one tried."""
+
+
+class EncoderError(RuntimeError):
+    """The encoder failed while encoding; the session is no longer usable."""
+
+
+class SessionClosed(RuntimeError):
+    """The session was used after close()."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderChoice:
+    """Which encoder a session got, and why the ones before it failed."""
+
+    encoder: str
+    hardware: bool
+    tried: tuple[tuple[str, str], ...] = ()  # (encoder, why it failed)
+
+    @property
+    def reason(self) -> str:
+        if not self.tried:
+            return f"{self.encoder} opened"
+        failed = "; ".join(f"{name}: {why}" for name, why in self.tried)
+        return f"{self.encoder} opened after {failed}"
+
+
+def _ffmpeg_reason(exc: BaseException, logs: list[tuple[int, str, str]]) -> str:
+    lines = [msg.strip() for level, _, msg in logs if level <= av.logging.ERROR and msg.strip()]
+    return lines[0] if lines else (str(exc) or type(exc).__name__)
+
+
+def _open_context(name: str, config: EncoderConfig) -> Any:
+    # SVT-AV1 prints a banner per session on stderr unless told otherwise; keep a user's choice.
+    os.environ.setdefault("SVT_LOG", "1")
+    try:
+        codec = av.codec.Codec(name, "w")
+    except Exception:  # av.codec.codec.UnknownCodecError
+        raise EncoderUnavailable("not in this FFmpeg build") from None
+    family = family_of(name)
+    ctx: Any = av.CodecContext.create(codec)
+    ctx.width, ctx.height = config.width, config.height
+    ctx.pix_fmt = family.input_pix_fmt or config.pix_fmt
+    ctx.time_base = Fraction(1, config.fps)
+    ctx.framerate = Fraction(config.fps, 1)
+    ctx.bit_rate = config.bitrate_kbps * 1000
+    ctx.gop_size = config.gop_frames
+    if config.low_latency:
+        ctx.max_b_frames = 0
+    ctx.options = encoder_options(name, config)
+    with _OPEN_LOCK:
+        level = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.logging.Capture() as logs:
+                try:
+                    ctx.open()
+                except Exception as exc:
+                    raise EncoderUnavailable(_ffmpeg_reason(exc, logs)) from None
+        finally:
+            av.logging.set_level(level)
+    return ctx
+
+
+def open_encoder(config: EncoderConfig) -> EncoderSession:
+    """Open a session for `config`: its encoder, or with "auto" the first that opens.
+
+    Raises ValueError for an encoder we do not know, EncoderUnavailable when none opens.
+    """
+    check_explicit(config)
+    names = candidates(config.codec) if config.encoder == "auto" else [config.encoder]
+    tried: list[tuple[str, str]] = []
+    for name in names:
+        try:
+            ctx = _open_context(name, config)
+        except EncoderUnavailable as exc:
+            tried.append((name, str(exc)))
+            continue
+        choice = EncoderChoice(name, family_of(name).hardware, tuple(tried))
+        return EncoderSession(config, name, ctx, choice)
+    failures = "; ".join(f"{name}: {why}" for name, why in tried)
+    raise EncoderUnavailable(f"no {config.codec} encoder opened ({failures})")
+
+
+@dataclass
+class SessionStats:
+    frames_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    keyframes_forced: int = 0
+    bitrate_changes: int = 0
+    opened_at: float = field(default_factory=time.monotonic)
+
+
+class EncoderSession:
+    """One open encoder. Not thread-safe: one client (one pool lease) at a time."""
+
+    def __init__(self, config: EncoderConfig, encoder: str, ctx: Any, choice: EncoderChoice):
+        self.config = config
+        self.encoder = encoder
+        self.choice = choice
+        self.stats = SessionStats()
+        self._ctx: Any = ctx
+        self._family = family_of(encoder)
+        self._input_format = ctx.pix_fmt
+        self._pts = 0
+        self._force_keyframe = False
+        self._failure: str | None = None
+        self._reusable = True
+        self._last_converted: Any = None
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def bitrate_kbps(self) -> int:
+        return self.config.bitrate_kbps
+
+    @property
+    def pending_frames(self) -> int:
+        """Frames sent that have not come out as packets yet."""
+        return self.stats.frames_in - self.stats.packets_out
+
+    def healthy(self) -> bool:
+        """Fit to hand to a new client: open, never failed, nothing left inside."""
+        return not self.closed and self._failure is None and self._reusable
+
+    def _live_context(self) -> Any:
+        if self._ctx is None:
+            raise SessionClosed(f"{self.encoder} session is closed")
+        if self._failure is not None:
+            raise EncoderError(f"{self.encoder} session failed earlier: {self._failure}")
+        return self._ctx
+
+    # -- work -----------------------------------------------------------------------------
+
+    def encode(self, frame: av.VideoFrame) -> list[Packet]:
+        """Encode one frame; returns the packets that came out (one, in low-latency mode)."""
+        ctx = self._live_context()
+        if (frame.width, frame.height, frame.format.name) != (
+            self.config.width, self.config.height, self._input_format,
+        ):  # fmt: skip
+            frame = frame.reformat(self.config.width, self.config.height, self._input_format)
+            self._last_converted = frame
+        frame.pts = self._pts
+        self._pts += 1
+        frame.pict_type = PictureType.I if self._force_keyframe else PictureType.NONE
+        try:
+            packets: list[Packet] = ctx.encode(frame)
+        except Exception as exc:
+            self._failure = str(exc) or type(exc).__name__
+            raise EncoderError(f"{self.encoder}: {self._failure}") from exc
+        finally:
+            frame.pict_type = PictureType.NONE  # a pooled frame must not stay a keyframe
+        if self._force_keyframe:
+            self._force_keyframe = False
+            self.stats.keyframes_forced += 1
+        self.stats.frames_in += 1
+        self._count(packets)
+        return packets
+
+    def _count(self, packets: list[Packet]) -> None:
+        self.stats.packets_out += len(packets)
+        self.stats.bytes_out += sum(p.size for p in packets)
+
+    def force_keyframe(self) -> None:
+        """The next frame is encoded as a keyframe (a new client starts with one)."""
+        self._live_context()
+        self._force_keyframe = True
+
+    def set_bitrate(self, kbps: int) -> bool:
+        """Change the target bitrate in place; False where this encoder cannot (then the
+        caller needs a session opened at the new rate)."""
+        ctx = self._live_context()
+        if kbps == self.config.bitrate_kbps:
+            return True
+        if not self._family.bitrate_in_place or kbps > self.config.ceiling_kbps or kbps < 1:
+            return False
+        ctx.bit_rate = kbps * 1000
+        self.config = self.config.with_bitrate(kbps)
+        self.stats.bitrate_changes += 1
+        return True
+
+    def drain(self) -> list[Packet]:
+        """Every packet still inside the encoder, with the session left usable.
+
+        In low-latency mode nothing is inside (each frame gave its packet), so this returns
+        at once. An encoder that holds frames can only give them up by ending its stream
+        (FFmpeg's software encoders cannot be restarted after that): those packets are
+        returned and the session is marked not reusable, so a pool closes it."""
+        ctx = self._live_context()
+        if self.pending_frames <= 0:
+            return []
+        packets = self._end_stream(ctx)
+        self._reusable = False
+        return packets
+
+    def _end_stream(self, ctx: Any) -> list[Packet]:
+        try:
+            packets: list[Packet] = ctx.encode(None)
+        except Exception as exc:  # an encoder that already failed has nothing to give
+            self._failure = self._failure or str(exc)
+            return []
+        self._count(packets)
+        return packets
+
+    def close(self) -> list[Packet]:
+        """End the stream and free the encoder, in the documented order. Idempotent;
+        returns the packets the end of stream gave."""
+        ctx = self._ctx
+        if ctx is None:
+            return []
+        packets: list[Packet] = []
+        if self._failure is None and self.stats.frames_in:
+            packets = self._end_stream(ctx)
+        self._last_converted = None
+        self._ctx = None
+        del ctx  # the last reference: FFmpeg frees the context now
+        return packets

@@ -1,0 +1,1 @@
+"""What makes encoder memory grow, owned: encoder sessions, staging buffers, reference frames."""
