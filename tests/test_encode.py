@@ -1,0 +1,198 @@
+"""Real PyAV encoder sessions at small sizes: what goes in comes back out, decodably."""
+
+from __future__ import annotations
+
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from vramguard.encode import (
+    EncoderConfig,
+    EncoderError,
+    EncoderUnavailable,
+    SessionClosed,
+    candidates,
+    open_encoder,
+)
+
+DECODERS = {"h264": "h264", "hevc": "hevc", "av1": "libdav1d"}
+
+
+def frames(n: int, width: int = 320, height: int = 240, start: int = 0) -> list[av.VideoFrame]:
+    """Moving test pictures with some texture, as an encoder would see from a game."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(start)
+    out = []
+    for i in range(start, start + n):
+        image = np.stack([(xx + 3 * i) % 256, (yy * 2 + i) % 256, ((xx ^ yy) + 5 * i) % 256], -1)
+        image = (image + rng.integers(0, 20, image.shape)).astype(np.uint8)
+        out.append(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p"))
+    return out
+
+
+def decode(codec: str, packets: list[av.Packet]) -> list[av.VideoFrame]:
+    decoder = av.CodecContext.create(DECODERS[codec], "r")
+    decoded = []
+    for packet in packets:
+        decoded += decoder.decode(packet)
+    decoded += decoder.decode(None)
+    return decoded
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "av1"])
+def test_packets_decode_back_to_the_same_number_of_frames(codec: str) -> None:
+    session = open_encoder(EncoderConfig(codec, 320, 240, 30, 800))
+    packets = []
+    for frame in frames(24):
+        packets += session.encode(frame)
+    packets += session.drain()
+    assert session.healthy()
+    packets += session.close()
+    decoded = decode(codec, packets)
+    assert len(decoded) == 24
+    assert (decoded[0].width, decoded[0].height) == (320, 240)
+
+
+@pytest.mark.parametrize("codec", ["h264", "av1"])
+def test_low_latency_sessions_give_a_packet_per_frame_so_drain_keeps_them(codec: str) -> None:
+    session = open_encoder(EncoderConfig(codec, 320, 240, 30, 800))
+    counts = [len(session.encode(f)) for f in frames(10)]
+    assert counts == [1] * 10
+    assert session.drain() == [] and session.healthy()
+    session.close()
+
+
+def test_a_forced_keyframe_starts_a_new_decodable_stream() -> None:
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 800, gop=600))
+    first = [p for f in frames(10) for p in session.encode(f)]
+    session.force_keyframe()
+    second = [p for f in frames(10, start=10) for p in session.encode(f)]
+    session.close()
+    assert second[0].is_keyframe
+    assert not any(p.is_keyframe for p in first[1:] + second[1:])
+    assert len(decode("h264", second)) == 10  # a new client needs nothing from before
+
+
+def measured_kbps(session: object, start: int, n: int = 90) -> float:
+    packets = [p for f in frames(n, start=start) for p in session.encode(f)]  # type: ignore[attr-defined]
+    return sum(p.size for p in packets[30:]) * 8 / ((n - 30) / 30) / 1000
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "av1"])
+def test_set_bitrate_says_true_only_where_the_rate_really_changes(codec: str) -> None:
+    session = open_encoder(EncoderConfig(codec, 320, 240, 30, 300, max_bitrate_kbps=3000))
+    before = measured_kbps(session, 0)
+    changed = session.set_bitrate(2400)
+    after = measured_kbps(session, 90)
+    session.close()
+    if changed:
+        assert after > 3 * before
+    else:  # the encoder kept its rate: False was the truth, and a new session is needed
+        assert after < 1.5 * before
+        fresh = open_encoder(EncoderConfig(codec, 320, 240, 30, 2400, max_bitrate_kbps=3000))
+        assert measured_kbps(fresh, 90) > 3 * before
+        fresh.close()
+
+
+def test_auto_falls_back_to_software_and_says_why_hardware_failed() -> None:
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 500))
+    try:
+        assert session.encoder == "libx264" or session.choice.hardware
+        if session.encoder == "libx264" and sys.platform.startswith("linux"):
+            tried = dict(session.choice.tried)
+            assert tried.get("h264_nvenc")
+            assert "libx264 opened after h264_nvenc: " in session.choice.reason
+    finally:
+        session.close()
+
+
+def test_an_explicit_hardware_encoder_is_refused_with_the_reason() -> None:
+    config = EncoderConfig("h264", 320, 240, 30, 500, encoder="h264_nvenc")
+    try:
+        session = open_encoder(config)
+    except EncoderUnavailable as exc:
+        assert "h264_nvenc:" in str(exc)
+    else:  # a machine with an NVIDIA driver
+        assert session.encoder == "h264_nvenc"
+        session.close()
+
+
+def test_candidates_put_hardware_first_by_platform() -> None:
+    assert candidates("av1", "linux") == [
+        "av1_nvenc",
+        "av1_qsv",
+        "av1_amf",
+        "av1_vaapi",
+        "libsvtav1",
+    ]
+    assert candidates("h264", "darwin") == ["h264_videotoolbox", "libx264"]
+    assert candidates("hevc", "win32")[-2:] == ["hevc_mf", "libx265"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"codec": "vp8"}, "unknown codec 'vp8': use one of h264, hevc, av1"),
+        ({"width": 321}, "is odd: yuv420p needs even width and height"),
+        ({"fps": 0}, "fps must be a whole number from 1 to 480"),
+        ({"bitrate_kbps": -5}, "bitrate must be 1 to"),
+        ({"bitrate_kbps": 10**9}, "bitrate must be 1 to"),
+        ({"width": 8}, "width must be a whole number from 16"),
+        ({"gop": 0}, "gop must be a positive number"),
+        ({"max_bitrate_kbps": 100}, "must be at least the bitrate"),
+    ],
+)
+def test_bad_configs_say_what_is_allowed(kwargs: dict[str, object], message: str) -> None:
+    base: dict[str, object] = {
+        "codec": "h264",
+        "width": 320,
+        "height": 240,
+        "fps": 30,
+        "bitrate_kbps": 500,
+    }
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        EncoderConfig(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_unknown_or_mismatched_encoders_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="unknown encoder 'x999' for h264: use auto, libx264"):
+        open_encoder(EncoderConfig("h264", 320, 240, 30, 500, encoder="x999"))
+    with pytest.raises(ValueError, match="encodes av1, not h264"):
+        open_encoder(EncoderConfig("h264", 320, 240, 30, 500, encoder="libsvtav1"))
+
+
+def test_close_is_idempotent_and_frees_the_context_at_once() -> None:
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 500))
+    session.encode(frames(1)[0])
+    references = sys.getrefcount(session._ctx)
+    assert references == 2  # the session's and the call's: nothing else holds the context
+    session.close()
+    assert session.close() == []
+    assert session.closed
+    with pytest.raises(SessionClosed):
+        session.encode(frames(1)[0])
+
+
+def test_a_frame_of_another_size_is_converted_not_refused() -> None:
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 500))
+    packets = session.encode(frames(1, 640, 480)[0])
+    session.close()
+    assert len(packets) == 1
+
+
+def test_an_encoder_that_fails_marks_the_session_unhealthy() -> None:
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 500))
+
+    class Broken:
+        pix_fmt = "yuv420p"
+
+        def encode(self, frame: object) -> list[object]:
+            raise av.error.ValueError(22, "Invalid argument")  # type: ignore[call-arg]
+
+    session._ctx = Broken()
+    with pytest.raises(EncoderError):
+        session.encode(frames(1)[0])
+    assert not session.healthy()
+    assert session.close() == []
