@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -196,6 +197,12 @@ class EncoderSession:
     def _count(self, packets: list[Packet]) -> None:
         self.stats.packets_out += len(packets)
         self.stats.bytes_out += sum(p.size for p in packets)
+
+    def fence(self) -> Callable[[], bool]:
+        """A callable that turns True once the last frame sent has come out as a packet (or
+        the session closed): until then the encoder may still read that frame's buffer."""
+        frame_index = self.stats.frames_in - 1
+        return lambda: self._ctx is None or self.stats.packets_out > frame_index
 
     def force_keyframe(self) -> None:
         """The next frame is encoded as a keyframe (a new client starts with one)."""
