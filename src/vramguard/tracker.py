@@ -8,8 +8,7 @@ staging buffers, retained heap, sessions, or "unaccounted" (growth none of ours 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -145,6 +144,50 @@ def attribute(samples: list[Sample], metric: str, since_t: float) -> str:
     return "unaccounted"
 
 
+class SampleRing:
+    """The last `capacity` samples in one preallocated array, written in place: the
+    tracker's own memory is the same on the first sample as on the millionth, so it does
+    not show up as growth in the process it watches."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows = np.full((capacity, len(_FIELD_NAMES)), np.nan)  # touched now, not later
+        self._next = 0
+        self._count = 0
+
+    def append(self, sample: Sample) -> None:
+        row = self._rows[self._next]
+        for i, name in enumerate(_FIELD_NAMES):
+            value = getattr(sample, name)
+            row[i] = np.nan if value is None else value
+        self._next = (self._next + 1) % self.capacity
+        self._count = min(self._count + 1, self.capacity)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def _row(self, index: int) -> Sample:
+        row = self._rows[index]
+        return Sample.from_dict(
+            {name: v for name, v in zip(_FIELD_NAMES, row.tolist(), strict=True) if v == v}
+        )
+
+    def __getitem__(self, index: int) -> Sample:
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        position = index % self._count
+        start = (self._next - self._count) % self.capacity
+        return self._row((start + position) % self.capacity)
+
+    def __iter__(self) -> Iterator[Sample]:
+        start = (self._next - self._count) % self.capacity
+        for k in range(self._count):
+            yield self._row((start + k) % self.capacity)
+
+
 class MemoryTracker:
     """A bounded history of samples, their peak and fragmentation, and the online detector.
 
@@ -162,7 +205,7 @@ class MemoryTracker:
     ) -> None:
         if max_samples < 2:
             raise ValueError(f"max_samples must be at least 2, not {max_samples}")
-        self.samples: deque[Sample] = deque(maxlen=max_samples)
+        self.samples = SampleRing(max_samples)
         self.metric = metric
         self.budget_bytes = budget_bytes
         self.detector = LeakDetector(detector_config or DetectorConfig())

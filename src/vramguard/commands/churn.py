@@ -1,0 +1,109 @@
+"""`vramguard churn`: create, use and destroy sessions N times; memory must come back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from vramguard import probes
+from vramguard.churn import ChurnConfig, ChurnRunner, valgrind_churn
+from vramguard.commands.common import argument_type
+from vramguard.commands.soak import positive_int
+from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
+from vramguard.encode.backends import check_explicit
+from vramguard.errors import UsageError
+from vramguard.units import format_bytes, parse_resolution
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "churn",
+        help="open, use and close sessions N times: memory must come back",
+        description="Each cycle: open a session, encode, drain and close it; reconnect a client "
+        "through the pool; change bitrate through the pool. Sample after each cycle and judge "
+        "the growth per cycle of RSS, heap, descriptors, threads and GPU memory. Exit 0 "
+        "stable, 1 leak, 2 bad input.",
+    )
+    parser.add_argument("--codec", default="h264", choices=CODECS)
+    parser.add_argument("--encoder", default="auto")
+    parser.add_argument("--cycles", type=positive_int, default=30)
+    parser.add_argument("--frames", type=positive_int, default=10, help="frames per step")
+    parser.add_argument("--resolution", type=argument_type(parse_resolution), default=(640, 360))
+    parser.add_argument("--bitrate", type=positive_int, default=2000)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--valgrind", action="store_true",
+                        help="run a short churn under valgrind memcheck instead")  # fmt: skip
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    width, height = args.resolution
+    try:
+        encoder = EncoderConfig(args.codec, width, height, 30, args.bitrate, encoder=args.encoder)
+        check_explicit(encoder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.valgrind:
+        return _valgrind(args)
+    if args.cycles < 4:
+        raise UsageError("--cycles must be at least 4 (a few to warm up, the rest to judge)")
+    try:
+        result = ChurnRunner(ChurnConfig(encoder, args.cycles, args.frames)).run()
+    except (EncoderUnavailable, EncoderError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        probes.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print(result)
+    return 1 if result["verdict"] == "leak" else 0
+
+
+def _valgrind(args: argparse.Namespace) -> int:
+    try:
+        report = valgrind_churn(args.codec, cycles=max(4, min(args.cycles, 5)), resolution="64x64")
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        console = Console()
+        console.print(f"valgrind memcheck: {report['definitely_lost_bytes']} bytes definitely lost "
+                      f"in {report['records']} records")  # fmt: skip
+        for record in report["encoder_records"]:
+            console.print(f"  {record['bytes']} bytes in {', '.join(record['libraries'])}")
+    if not report["completed"] or report["returncode"] not in (0, 1):
+        raise UsageError(f"the churn under valgrind did not finish (exit {report['returncode']})")
+    return 1 if report["encoder_lost_bytes"] > 0 else 0
+
+
+def _print(result: dict[str, Any]) -> None:
+    console = Console()
+    colour = {"leak": "red", "stable": "green"}.get(result["verdict"], "yellow")
+    console.print(f"[bold {colour}]{result['verdict']}[/]: {result['cycles']} cycles of "
+                  f"{result['codec']} on {result['encoder']} (first {result['warmup_cycles']} "
+                  "to warm up)")  # fmt: skip
+    table = Table()
+    for column in ("metric", "first", "last", "growth per cycle (95% CI)", "allowed", ""):
+        table.add_column(column)
+    for name, m in result["metrics"].items():
+        size = name.endswith("_bytes")
+
+        def shown(v: float, size: bool = size) -> str:
+            return format_bytes(v) if size else f"{v:.2f}"
+
+        def small(v: float, size: bool = size) -> str:
+            return f"{v / 1024:+.1f} KiB" if size else f"{v:+.2f}"
+
+        low, high = m["ci"]
+        table.add_row(
+            name, shown(m["first"]), shown(m["last"]),
+            f"{small(m['growth_per_cycle'])} ({small(low)}, {small(high)})",
+            small(m["allowance_per_cycle"]), "[red]LEAK[/]" if m["leak"] else "ok",
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,289 @@
+"""`vramguard soak`: the plan's 24-hour test on a real encoder, runnable for seconds in CI.
+
+A bare `vramguard soak` encodes one minute of 1080p H.264 stream and judges it. Every time
+option is stream time (frames / fps); `--realtime` paces frames at --fps. The plan's flag
+names are accepted: `--log-gpu-memory [FILE]` for --log and `--gpu-memory-sample-interval`
+for --sample-interval. Exit 0 within the criteria, 1 otherwise, 2 bad input; 128 + the
+signal when SIGINT or SIGTERM stopped it (after the result and a complete log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vramguard import probes
+from vramguard.commands.common import argument_type, duration, size
+from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
+from vramguard.encode.backends import check_explicit
+from vramguard.errors import UsageError
+from vramguard.report import html_page, plot_png, write_new
+from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.soak import Criteria, SoakConfig, SoakRunner
+from vramguard.tracker import Sample
+from vramguard.units import format_bytes, format_duration, parse_resolution
+
+
+def _ladder(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        rungs = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(
+            f"invalid ladder {text!r}: use kbps separated by commas, e.g. 2000,5000"
+        ) from None
+    if not rungs or any(r <= 0 or r > 1_000_000 for r in rungs):
+        raise ValueError(f"invalid ladder {text!r}: every rung must be 1 to 1000000 kbps")
+    return rungs
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"invalid number {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"invalid number {text!r}: must be positive")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"invalid ratio {text!r}: use a number from 0 to 1") from None
+    if not 0 <= value <= 1:
+        raise ValueError(f"invalid ratio {text!r}: use a number from 0 to 1")
+    return value
+
+
+positive_int = argument_type(_positive_int)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "soak",
+        help="the long-session test on a real encoder, judged against the criteria",
+        description="Encode a synthetic stream through the managed pipeline (staging pool, "
+        "session pool, reference policy) for --duration of stream time, sample memory, and "
+        "judge the run against the success criteria.",
+    )
+    parser.add_argument("--codec", default="h264", choices=CODECS)
+    parser.add_argument("--encoder", default="auto", help="auto, or an FFmpeg encoder name")
+    parser.add_argument("--bitrate", type=positive_int, default=5000, help="kbps (default 5000)")
+    parser.add_argument("--resolution", type=argument_type(parse_resolution), default=(1920, 1080))
+    parser.add_argument("--fps", type=positive_int, default=60)
+    parser.add_argument("--duration", type=duration, default=60.0, help="stream time (default 60s)")
+    parser.add_argument(
+        "--sample-interval", "--gpu-memory-sample-interval", dest="sample_interval",
+        type=duration, default=None, help="stream time between samples",
+    )  # fmt: skip
+    parser.add_argument("--log", default=None, metavar="FILE", help="JSONL sample log")
+    parser.add_argument(
+        "--log-gpu-memory", nargs="?", const="", default=None, metavar="FILE",
+        help="the plan's name for --log (a dated file name when none is given)",
+    )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="overwrite --log/--html files")
+    parser.add_argument("--realtime", action="store_true", help="pace frames at --fps")
+    parser.add_argument("--bitrate-ladder", type=argument_type(_ladder), default=None)
+    parser.add_argument("--adapt-every", type=duration, default=None, help="next ladder rung")
+    parser.add_argument("--reconnect-every", type=duration, default=None, help="client reconnects")
+    parser.add_argument(
+        "--baseline", action="store_true",
+        help="the unmanaged way: a new encoder per change, a new buffer per frame",
+    )  # fmt: skip
+    parser.add_argument("--max-sessions", type=positive_int, default=8)
+    parser.add_argument("--reference-budget", type=size, default=50 * 10**6)
+    parser.add_argument("--staging-budget", type=size, default=None)
+    parser.add_argument("--max-peak", type=size, default=500 * 10**6, help="criterion (500MB)")
+    parser.add_argument("--max-growth", type=size, default=10**6, help="per hour (1MB)")
+    parser.add_argument("--min-reuse", type=argument_type(_ratio), default=0.85)
+    parser.add_argument("--window", type=duration, default=None, help="detector history")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
+    parser.set_defaults(run=run)
+
+
+def build_config(args: argparse.Namespace) -> SoakConfig:
+    width, height = args.resolution
+    ladder = args.bitrate_ladder or ()
+    if args.adapt_every is not None and not ladder:
+        raise UsageError("--adapt-every needs --bitrate-ladder")
+    # with a ladder, the stream starts on the rung nearest --bitrate
+    start = min(ladder, key=lambda r: abs(r - args.bitrate)) if ladder else args.bitrate
+    try:
+        encoder = EncoderConfig(args.codec, width, height, args.fps, start, encoder=args.encoder)
+        check_explicit(encoder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    adapt = args.adapt_every if ladder else None
+    if ladder and adapt is None:
+        adapt = 30.0
+    return SoakConfig(
+        encoder=encoder, duration_s=args.duration, sample_interval_s=args.sample_interval,
+        realtime=args.realtime, ladder_kbps=ladder, adapt_every_s=adapt,
+        reconnect_every_s=args.reconnect_every, baseline=args.baseline,
+        max_sessions=args.max_sessions, reference_budget_bytes=args.reference_budget,
+        staging_budget_bytes=args.staging_budget, detector_window_s=args.window,
+        criteria=Criteria(max_peak_bytes=args.max_peak, max_growth_bytes_per_hour=args.max_growth,
+                          min_reuse_rate=args.min_reuse),
+    )  # fmt: skip
+
+
+def _log_path(args: argparse.Namespace) -> str | None:
+    if args.log is not None and args.log_gpu_memory is not None:
+        raise UsageError("give --log or --log-gpu-memory, not both")
+    if args.log_gpu_memory == "":
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return f"soak-{args.codec}-{stamp}.jsonl"
+    path: str | None = args.log if args.log is not None else args.log_gpu_memory
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    if args.html is not None:
+        from vramguard.commands.analyze import _check_writable
+
+        _check_writable(args.html, args.force)
+    path = _log_path(args)
+    log = None
+    if path is not None:
+        try:
+            log = SampleLogWriter(path, source={"command": "soak", "argv": sys.argv[1:]},
+                                  config=_config_document(config), force=args.force)  # fmt: skip
+        except LogError as exc:
+            raise UsageError(str(exc)) from None
+    console = Console(stderr=True)
+    try:
+        result, runner = _run_with_progress(config, log, console)
+    finally:
+        if log is not None:
+            log.close()
+        probes.close()
+    if path is not None:
+        result["log"] = path
+    if args.html:
+        _write_html(args.html, runner, result, args.force)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_soak(result)
+    if result["interrupted"]:
+        return 128 + (signal.SIGTERM if result["interrupted"] == "SIGTERM" else signal.SIGINT)
+    return 0 if result["verdict"] == "pass" else 1
+
+
+def _run_with_progress(
+    config: SoakConfig, log: SampleLogWriter | None, console: Console
+) -> tuple[dict[str, Any], SoakRunner]:
+    progress = Progress(
+        TextColumn("[bold]soak[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+        disable=not console.is_terminal,
+    )  # fmt: skip
+    task = progress.add_task("soak", total=config.duration_s, status="starting")
+
+    def on_sample(runner: SoakRunner, sample: Sample) -> None:
+        trend = runner.tracker.trend()
+        memory = format_bytes(sample.get(runner.tracker.metric or ""))
+        slope = trend.slope_bytes_per_hour
+        status = f"{memory}, {'learning' if slope is None else f'{slope / 1e6:+.1f} MB/h'}"
+        if runner.state.alerts:
+            status += " [red]LEAK[/]"
+        progress.update(task, completed=sample.t, status=status)
+
+    runner = SoakRunner(config, log, on_sample)
+    previous = {}
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        runner.stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, stop)
+    try:
+        with progress:
+            try:
+                result = runner.run()
+            except (EncoderUnavailable, EncoderError) as exc:
+                raise UsageError(str(exc)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if log is not None:
+        log.result(result)
+    return result, runner
+
+
+def _config_document(config: SoakConfig) -> dict[str, Any]:
+    enc = config.encoder
+    return {
+        "codec": enc.codec, "encoder": enc.encoder, "width": enc.width, "height": enc.height,
+        "fps": enc.fps, "bitrate_kbps": enc.bitrate_kbps, "duration_s": config.duration_s,
+        "sample_interval_s": config.sample_every_s, "realtime": config.realtime,
+        "ladder_kbps": list(config.ladder_kbps), "adapt_every_s": config.adapt_every_s,
+        "reconnect_every_s": config.reconnect_every_s, "baseline": config.baseline,
+    }  # fmt: skip
+
+
+def _shown(name: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if name in ("peak memory", "reference frames"):
+        return format_bytes(value)
+    if name == "growth per hour":
+        return f"{value / 1e6:+.2f} MB/h"
+    if name == "session reuse":
+        return f"{value:.1%}"
+    return str(value)
+
+
+def print_soak(result: dict[str, Any]) -> None:
+    console = Console()
+    colour = "green" if result["verdict"] == "pass" else "red"
+    fps = f"{result['fps']:.0f} fps" if result["fps"] else "n/a"
+    console.print(
+        f"[bold {colour}]{result['verdict'].upper()}[/]: {result['codec']} {result['resolution']} "
+        f"on {result['encoder']}, {format_duration(result['stream_s'])} of stream in "
+        f"{format_duration(result['wall_s'])} ({fps})"
+        + (" [yellow](interrupted)[/]" if result["interrupted"] else "")
+    )
+    table = Table(title="criteria", title_justify="left")
+    for column in ("criterion", "measured", "threshold", ""):
+        table.add_column(column)
+    for row in result["criteria"]:
+        mark = "[green]ok[/]" if row["passed"] else "[red]MISSED[/]"
+        table.add_row(row["name"], _shown(row["name"], row["measured"]), row["threshold"], mark)
+    console.print(table)
+    ci = result["growth_ci_bytes_per_hour"]
+    extra = [
+        ("metric", result["metric"]),
+        ("growth 95% CI", f"[{ci[0] / 1e6:+.2f}, {ci[1] / 1e6:+.2f}] MB/h" if ci else "n/a"),
+        ("leak detector", f"{result['leak_verdict']}: {result['leak_reason']}"),
+        ("sessions created", str(result["sessions_created"])),
+        ("frames encoded / late", f"{result['frames_encoded']} / {result['frames_late']}"),
+        ("encoder", result["encoder_reason"] or ""),
+    ]
+    for key, value in extra:
+        console.print(f"  {key}: {value}")
+
+
+def _write_html(path: str, runner: SoakRunner, result: dict[str, Any], force: bool) -> None:
+    trend = runner.trend()
+    t, values = runner.times, runner.values
+    title = f"soak {result['codec']} {result['resolution']}: {result['verdict']}"
+    samples = list(runner.tracker.samples)
+    png = plot_png(t, values, result["metric"] or "memory", trend, samples, title=title)
+    rows = [(r["name"], f"{_shown(r['name'], r['measured'])} ({r['threshold']}): "
+             f"{'ok' if r['passed'] else 'MISSED'}") for r in result["criteria"]]  # fmt: skip
+    rows += [(k, str(v)) for k, v in result.items() if not isinstance(v, list | dict)]
+    write_new(path, html_page(f"vramguard soak: {result['verdict']}", png, rows), force=force)

@@ -1,0 +1,470 @@
+"""The soak runner: the plan's long-session test on a real encoder, judged against its
+success criteria.
+
+A cheap synthetic source draws moving frames; the managed pipeline takes each through a
+staging buffer, a pooled encoder session and the reference policy; every sample interval
+the probes and the pools' ledger go into the tracker and the JSONL log. All soak times
+(duration, sampling, adaptation, reconnects) are stream time, frames / fps: without
+`realtime` the encoder runs as fast as it can, so 24 hours of stream take far less wall
+time. `baseline` runs the unmanaged way for a before/after comparison: a new encoder on
+every bitrate change and reconnect, a new frame buffer every frame, no reference policy and
+no heap trimming.
+
+Teardown order, at the end or on a stop request: the session in use is drained and its
+lease released; the session pool is closed (its idle sessions closed, the heap trimmed);
+the staging pool is closed (buffers freed); a last sample is taken and the result written;
+then the log is closed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from vramguard import probes
+from vramguard.encode import EncoderConfig, EncoderSession, open_encoder
+from vramguard.heap import heap_stats, trim_heap
+from vramguard.pools.references import DEFAULT_BUDGET_BYTES, ReferencePolicy, ReferenceTracker
+from vramguard.pools.sessions import SessionPool
+from vramguard.pools.staging import StagingBudgetExceeded, StagingPool, frame_bytes
+from vramguard.samplelog import SampleLogWriter
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample
+from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
+
+MB = 10**6
+#: test-only seam: bytes kept per frame, to prove a leak makes the soak fail (not a user flag)
+LEAK_SEAM_ENV = "VRAMGUARD_TEST_LEAK_BYTES_PER_FRAME"
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """The plan's success criteria, each overridable."""
+
+    max_peak_bytes: int = 500 * MB
+    max_growth_bytes_per_hour: float = 1 * MB
+    min_reuse_rate: float = 0.85
+    max_frames_dropped_memory: int = 0
+    max_reference_bytes: int = 50 * MB
+
+
+@dataclass(frozen=True, slots=True)
+class SoakConfig:
+    """One soak: what to encode, for how long (stream time), and how to disturb it."""
+
+    encoder: EncoderConfig
+    duration_s: float = 60.0
+    sample_interval_s: float | None = None  # default: duration / 1440, at most 60 s
+    realtime: bool = False
+    ladder_kbps: tuple[int, ...] = ()
+    adapt_every_s: float | None = None
+    reconnect_every_s: float | None = None
+    baseline: bool = False
+    max_idle: int | None = None  # default: one warm session per ladder rung, plus one
+    max_sessions: int = 8
+    reference_budget_bytes: int = DEFAULT_BUDGET_BYTES
+    staging_budget_bytes: int | None = None  # default: 8 frames
+    detector_window_s: float | None = None  # default: a third of the duration, at most 8 h
+    criteria: Criteria = field(default_factory=Criteria)
+
+    @property
+    def sample_every_s(self) -> float:
+        if self.sample_interval_s is not None:
+            return self.sample_interval_s
+        return min(60.0, self.duration_s / 1440)
+
+    @property
+    def time_scale(self) -> float:
+        """The detector's window over its default 8 h: 1 for a 24 h soak, tiny for a minute."""
+        return (self.detector_window_s or min(8 * HOUR, self.duration_s / 3)) / (8 * HOUR)
+
+    def detector(self) -> DetectorConfig:
+        """The detector on the soak's time scale. Its warm-up covers the encoder's start and
+        one pass through the ladder (every rung's session opened once: the pool warming)."""
+        window = self.detector_window_s or min(8 * HOUR, self.duration_s / 3)
+        config = DetectorConfig()
+        scaled = config.scaled(window) if window != config.history_s else config
+        ladder_pass = len(self.ladder_kbps) * (self.adapt_every_s or 0.0)
+        warmup = max(
+            scaled.warmup_s,
+            min(0.1 * self.duration_s, config.warmup_s),
+            min(ladder_pass, self.duration_s / 2),
+        )
+        return replace(scaled, warmup_s=warmup)
+
+
+class SyntheticSource:
+    """Moving test pictures drawn straight into an I420 buffer: cheap, and never still."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._ramp = (np.arange(width + 512) % 256).astype(np.uint8)
+        self._box = max(16, min(width, height) // 6)
+
+    def draw(self, target: npt.NDArray[np.uint8], index: int) -> None:
+        w, h = self.width, self.height
+        shift = (3 * index) % 256
+        target[:h] = self._ramp[shift : shift + w]  # stripes that slide to the left
+        x = (7 * index) % max(1, w - self._box)
+        y = (5 * index) % max(1, h - self._box)
+        target[y : y + self._box, x : x + self._box] = 235  # a box that moves
+        target[h:] = 128 + (index % 64) - 32  # chroma that drifts
+
+
+@dataclass
+class SoakState:
+    """What a soak has done so far: counters, the session held, the last sample."""
+
+    frames: int = 0
+    dropped_memory: int = 0
+    late: int = 0
+    bytes_out: int = 0
+    baseline_sessions: int = 0
+    baseline_acquisitions: int = 0
+    reference_peak: int = 0
+    last_sample: Sample | None = None
+    alerts: list[LeakAlert] = field(default_factory=list)
+    stop_reason: str | None = None
+
+
+class SoakRunner:
+    """Runs one soak. `stop()` (from a signal handler, say) ends it cleanly at the next frame."""
+
+    def __init__(
+        self,
+        config: SoakConfig,
+        log: SampleLogWriter | None = None,
+        on_sample: Callable[[SoakRunner, Sample], None] | None = None,
+        open_session: Callable[[EncoderConfig], Any] = open_encoder,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.on_sample = on_sample
+        self._open = open_session
+        self._stop = threading.Event()
+        self.state = SoakState()
+        self.tracker = MemoryTracker(detector_config=config.detector())
+        # preallocated, like the tracker's ring: the runner's memory must not grow as it samples
+        capacity = int(config.duration_s / config.sample_every_s) + 4
+        self._series = np.full((2, capacity), np.nan)
+        self._points = 0
+        self.encoder_name: str | None = None
+        self.encoder_reason: str | None = None
+        self.hardware = False
+        self.wall_s = 0.0
+        self.after_teardown: Sample | None = None
+        enc = config.encoder
+        self.source = SyntheticSource(enc.width, enc.height)
+        ladder = config.ladder_kbps or (enc.bitrate_kbps,)
+        self.pool = SessionPool(
+            self._open,
+            max_idle=config.max_idle if config.max_idle is not None else len(ladder) + 1,
+            max_sessions=config.max_sessions,
+            idle_ttl_s=max(300.0, 2 * (config.adapt_every_s or 0) * len(ladder)),
+        )
+        budget = config.staging_budget_bytes or 8 * frame_bytes(enc.width, enc.height, "yuv420p")
+        self.staging = StagingPool(budget)
+        self._leak_per_frame = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)
+        self._leaked: list[bytes] = []
+
+    def stop(self, reason: str = "stopped") -> None:
+        self.state.stop_reason = reason
+        self._stop.set()
+
+    # -- the session in use ---------------------------------------------------------------
+
+    def _resolve_encoder(self) -> EncoderConfig:
+        """With encoder "auto", open once to learn which encoder this machine gives (the
+        reference policy's options differ by family), then use that name throughout."""
+        enc = self.config.encoder
+        probe = self._open(enc)
+        self.encoder_name = probe.encoder
+        self.encoder_reason = probe.choice.reason
+        self.hardware = probe.choice.hardware
+        probe.close()
+        return replace(enc, encoder=self.encoder_name)
+
+    def _policy(self, kbps: int) -> tuple[EncoderConfig, ReferencePolicy]:
+        enc = self._encoder_config
+        ceiling = max((*self.config.ladder_kbps, enc.bitrate_kbps, kbps))
+        base = replace(enc, bitrate_kbps=kbps, max_bitrate_kbps=ceiling)
+        policy = ReferencePolicy.for_config(base, self.config.reference_budget_bytes)
+        if self.config.baseline:  # the encoder's own reference settings, as hosts run it
+            return base, policy
+        options = {**policy.encoder_options(enc.encoder), **enc.options}
+        return replace(base, options=options), policy
+
+    def _start_session(self, kbps: int) -> tuple[Any, EncoderSession]:
+        config, _ = self._policy(kbps)
+        if self.config.baseline:
+            session = self._open(config)
+            self.state.baseline_sessions += 1
+            self.state.baseline_acquisitions += 1
+            held: Any = session
+        else:
+            held = self.pool.acquire(config, timeout=30.0)
+            session = held.session
+        return held, session
+
+    def _stop_session(self, held: Any, session: EncoderSession) -> None:
+        session.drain()
+        if self.config.baseline:
+            session.close()
+        else:
+            held.release()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        enc = cfg.encoder
+        ladder = cfg.ladder_kbps or (enc.bitrate_kbps,)
+        rung = ladder.index(enc.bitrate_kbps) if enc.bitrate_kbps in ladder else 0
+        total_frames = max(1, round(cfg.duration_s * enc.fps))
+        self._encoder_config = self._resolve_encoder()
+        self._prewarm()
+        started = time.monotonic()
+        held, session = self._start_session(ladder[rung])
+        references = None if cfg.baseline else self._policy(ladder[rung])[1].tracker()
+        next_sample = 0.0
+        next_adapt = cfg.adapt_every_s or math.inf
+        next_reconnect = cfg.reconnect_every_s or math.inf
+        try:
+            for index in range(total_frames):
+                if self._stop.is_set():
+                    break
+                t = index / enc.fps
+                if t >= next_sample:
+                    self._sample(t, started, references)
+                    next_sample += cfg.sample_every_s
+                if t >= next_adapt:
+                    next_adapt += cfg.adapt_every_s or math.inf
+                    rung = (rung + 1) % len(ladder)
+                    held, session = self._adapt(held, session, ladder[rung])
+                    if references is not None:
+                        references.reset()
+                if t >= next_reconnect:
+                    next_reconnect += cfg.reconnect_every_s or math.inf
+                    self._stop_session(held, session)
+                    held, session = self._start_session(ladder[rung])
+                    if references is not None:
+                        references.reset()
+                if cfg.realtime:
+                    self._pace(started, t)
+                self._one_frame(session, index, references)
+        finally:
+            self._stop_session(held, session)
+            self.pool.close()
+            self.staging.close()
+            if not cfg.baseline:
+                trim_heap()
+        self.wall_s = time.monotonic() - started
+        self._after_teardown(started)
+        return self.result()
+
+    def _after_teardown(self, started: float) -> None:
+        """Memory once everything is closed: logged as an event, not judged as a sample (it
+        is another regime: what came back)."""
+        reading = probes.read()
+        t = self.state.frames / self.config.encoder.fps
+        sample = Sample.from_reading(reading, t=t, wall_s=time.monotonic() - started)
+        self.after_teardown = sample
+        if self.log is not None:
+            self.log.event(t, "after_teardown", **{k: v for k, v in sample.as_dict().items()
+                                                   if k not in ("t", "wall_s")})  # fmt: skip
+
+    def _prewarm(self) -> None:
+        """Pay the detector's one-time costs (numpy's and LAPACK's code pages, ~2.5 MB of
+        RSS here) before measuring, so that they do not read as the soak's growth."""
+        prewarm(self.config.detector())
+
+    def _adapt(self, held: Any, session: EncoderSession, kbps: int) -> tuple[Any, EncoderSession]:
+        if not self.config.baseline and session.set_bitrate(kbps):
+            return held, session
+        self._stop_session(held, session)
+        return self._start_session(kbps)
+
+    def _pace(self, started: float, t: float) -> None:
+        behind = time.monotonic() - started - t
+        if behind > 1.0 / self.config.encoder.fps:
+            self.state.late += 1
+        elif behind < 0:
+            time.sleep(-behind)
+
+    def _one_frame(
+        self, session: EncoderSession, index: int, references: ReferenceTracker | None
+    ) -> None:
+        enc = self.config.encoder
+        if self.config.baseline:
+            image = np.empty((enc.height * 3 // 2, enc.width), np.uint8)  # a new buffer a frame
+            self.source.draw(image, index)
+            packets = session.encode(av.VideoFrame.from_ndarray(image, format="yuv420p"))
+        else:
+            try:
+                lease = self.staging.acquire(enc.width, enc.height)
+            except StagingBudgetExceeded:
+                self.state.dropped_memory += 1
+                return
+            try:
+                self.source.draw(lease.array, index)
+                packets = session.encode(lease.frame)
+            finally:
+                lease.release(fence=session.fence())
+        self.state.frames += 1
+        self.state.bytes_out += sum(p.size for p in packets)
+        if references is not None:
+            references.on_frame(keyframe=bool(packets) and packets[0].is_keyframe)
+            self.state.reference_peak = max(self.state.reference_peak, references.reference_bytes)
+        if self._leak_per_frame:
+            self._leaked.append(b"\x01" * self._leak_per_frame)
+
+    def _sample(self, t: float, started: float, references: ReferenceTracker | None) -> None:
+        reading = probes.read()
+        pool = self.pool.stats()
+        staging = self.staging.stats()
+        ledger: dict[str, int | None] = {
+            "sessions_active": int(pool["in_use"]) if not self.config.baseline else 1,
+            "sessions_idle": int(pool["idle"]) if not self.config.baseline else 0,
+            "reference_bytes": references.reference_bytes if references is not None else None,
+            "staging_in_use_bytes": staging["in_use_bytes"],
+            "staging_idle_bytes": staging["idle_bytes"],
+            "frames_encoded": self.state.frames,
+            "frames_dropped_memory": self.state.dropped_memory,
+            "frames_late": self.state.late,
+        }
+        sample = Sample.from_reading(reading, t=t, wall_s=time.monotonic() - started, **ledger)
+        if self.tracker.metric is None:
+            self.tracker.metric = next(
+                (m for m in ("process_gpu_bytes", "host_rss_bytes") if sample.get(m) is not None),
+                None,
+            )
+        alert = self.tracker.add(sample)
+        value = sample.get(self.tracker.metric or "")
+        if value is not None and self._points < self._series.shape[1]:
+            self._series[:, self._points] = (t, value)
+            self._points += 1
+        if self.log is not None:
+            self.log.sample(sample)
+            if alert is not None:
+                self.log.write(alert.as_dict())
+        if alert is not None:
+            self.state.alerts.append(alert)
+        self.state.last_sample = sample
+        if self.on_sample is not None:
+            self.on_sample(self, sample)
+
+    # -- the verdict ----------------------------------------------------------------------
+
+    @property
+    def times(self) -> npt.NDArray[np.float64]:
+        return self._series[0, : self._points]
+
+    @property
+    def values(self) -> npt.NDArray[np.float64]:
+        return self._series[1, : self._points]
+
+    def trend(self) -> Trend:
+        budget = self.state.last_sample.device_total_bytes if self.state.last_sample else None
+        metric = self.tracker.metric
+        return detect_leak(
+            self.times, self.values, self.config.detector(),
+            budget if metric != "host_rss_bytes" else None,
+        )  # fmt: skip
+
+    def result(self) -> dict[str, Any]:
+        cfg, enc, state = self.config, self.config.encoder, self.state
+        trend = self.trend()
+        pool = self.pool.stats()
+        acquisitions = state.baseline_acquisitions if cfg.baseline else int(pool["acquisitions"])
+        reuse = 0.0 if cfg.baseline else float(pool["reuse_rate"])
+        created = state.baseline_sessions if cfg.baseline else int(pool["created"])
+        heap = heap_stats()
+        result: dict[str, Any] = {
+            "codec": enc.codec,
+            "encoder": self.encoder_name,
+            "encoder_reason": self.encoder_reason,
+            "hardware": self.hardware,
+            "resolution": f"{enc.width}x{enc.height}",
+            "fps_target": enc.fps,
+            "bitrate_kbps": enc.bitrate_kbps,
+            "ladder_kbps": list(cfg.ladder_kbps),
+            "baseline": cfg.baseline,
+            "realtime": cfg.realtime,
+            "stream_s": state.frames / enc.fps,
+            "wall_s": self.wall_s,
+            "frames_encoded": state.frames,
+            "fps": state.frames / self.wall_s if self.wall_s > 0 else None,
+            "bytes_out": state.bytes_out,
+            "frames_dropped_memory": state.dropped_memory,
+            "frames_late": state.late,
+            "metric": self.tracker.metric,
+            "peak_bytes": trend.peak_bytes,
+            "growth_bytes_per_hour": trend.slope_bytes_per_hour,
+            "growth_ci_bytes_per_hour": (
+                list(trend.slope_ci_bytes_per_hour) if trend.slope_ci_bytes_per_hour else None
+            ),
+            "leak_verdict": trend.verdict,
+            "first_alert_t": trend.first_alert_t,
+            "leak_reason": trend.reason,
+            "likely_source": state.alerts[-1].likely_source if state.alerts else None,
+            "sessions_created": created,
+            "acquisitions": acquisitions,
+            "session_reuse_rate": reuse if acquisitions > 1 else None,
+            "reference_peak_bytes": state.reference_peak if not cfg.baseline else None,
+            "staging_peak_bytes": self.staging.stats()["peak_bytes"] if not cfg.baseline else None,
+            "heap_free_bytes": heap.free_bytes if heap else None,
+            "after_teardown_bytes": (
+                self.after_teardown.get(self.tracker.metric or "") if self.after_teardown else None
+            ),
+            "interrupted": state.stop_reason,
+            "samples": len(self.times),
+        }
+        result["growth_threshold_bytes_per_hour"] = (
+            cfg.criteria.max_growth_bytes_per_hour / cfg.time_scale
+        )
+        result["criteria"] = judge(result, cfg.criteria, cfg.time_scale)
+        result["verdict"] = "pass" if all(c["passed"] for c in result["criteria"]) else "fail"
+        return result
+
+
+def judge(
+    result: dict[str, Any], criteria: Criteria, time_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """Each criterion as measured beside its threshold; a criterion that could not be
+    measured in this run (reuse with a single acquisition) passes and says so.
+
+    Growth is judged on the soak's own time scale, as the detector is: a soak whose window
+    is shorter than 8 h allows `max_growth_bytes_per_hour / time_scale`, the same growth
+    per window length (a one-minute soak cannot resolve 1 MB/h; a 24 h soak judges it)."""
+    growth = result["growth_bytes_per_hour"]
+    ci = result["growth_ci_bytes_per_hour"]
+    allowed = criteria.max_growth_bytes_per_hour / time_scale
+    flat = growth is None or growth < allowed or (ci is not None and ci[0] <= 0)
+    no_leak = result["leak_verdict"] != "leak"
+    reuse = result["session_reuse_rate"]
+    references = result["reference_peak_bytes"]
+    peak = result["peak_bytes"]
+    rows = [
+        ("peak memory", peak, f"< {criteria.max_peak_bytes}",
+         peak is None or peak < criteria.max_peak_bytes),
+        ("growth per hour", growth, f"CI holds 0 or < {allowed:.4g}; no alert", flat and no_leak),
+        ("session reuse", reuse, f">= {criteria.min_reuse_rate}",
+         reuse is None or reuse >= criteria.min_reuse_rate),
+        ("frames dropped for memory", result["frames_dropped_memory"],
+         f"<= {criteria.max_frames_dropped_memory}",
+         result["frames_dropped_memory"] <= criteria.max_frames_dropped_memory),
+        ("reference frames", references, f"< {criteria.max_reference_bytes}",
+         references is None or references < criteria.max_reference_bytes),
+    ]  # fmt: skip
+    return [
+        {"name": name, "measured": measured, "threshold": threshold, "passed": bool(passed)}
+        for name, measured, threshold, passed in rows
+    ]
