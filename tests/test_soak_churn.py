@@ -161,3 +161,34 @@ def test_an_injected_leak_fails_the_churn_and_is_named() -> None:
 def test_bad_churn_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
     result = vramguard("churn", *args)
     assert result.returncode == 2 and message in result.stderr
+
+
+MEMCHECK = """==4242== 1,024 bytes in 1 blocks are definitely lost in loss record 10 of 20
+==4242==    at 0x48407B4: malloc (vg_replace_malloc.c:381)
+==4242==    by 0x6A1B2C3: x264_8_frame_new (in /usr/lib/libx264.so.164)
+==4242== 
+==4242== 56 bytes in 1 blocks are definitely lost in loss record 2 of 20
+==4242==    at 0x48407B4: malloc (vg_replace_malloc.c:381)
+==4242==    by 0x4A2B3C: PyObject_Malloc (in /usr/bin/python3.11)
+==4242== 
+==4242== LEAK SUMMARY:
+==4242==    definitely lost: 1,080 bytes in 2 blocks
+"""
+
+
+def test_memcheck_reports_are_read_and_encoder_leaks_picked_out() -> None:
+    from vramguard.churn import parse_memcheck
+
+    report = parse_memcheck(MEMCHECK)
+    assert report["definitely_lost_bytes"] == 1080 and report["records"] == 2
+    assert report["encoder_records"] == [{"bytes": 1024, "libraries": ["libx264"]}]
+    assert report["completed"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("valgrind") is None, reason="valgrind not installed")
+def test_churn_under_valgrind_finds_no_definite_leak_in_the_encoders() -> None:
+    result = vramguard("churn", "--valgrind", "--cycles", "4", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["completed"] and report["returncode"] == 0
+    assert report["encoder_lost_bytes"] == 0
