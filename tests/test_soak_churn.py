@@ -166,11 +166,11 @@ def test_bad_churn_input_is_one_line_and_exit_2(args: tuple[str, ...], message: 
 MEMCHECK = """==4242== 1,024 bytes in 1 blocks are definitely lost in loss record 10 of 20
 ==4242==    at 0x48407B4: malloc (vg_replace_malloc.c:381)
 ==4242==    by 0x6A1B2C3: x264_8_frame_new (in /usr/lib/libx264.so.164)
-==4242== 
+==4242==
 ==4242== 56 bytes in 1 blocks are definitely lost in loss record 2 of 20
 ==4242==    at 0x48407B4: malloc (vg_replace_malloc.c:381)
 ==4242==    by 0x4A2B3C: PyObject_Malloc (in /usr/bin/python3.11)
-==4242== 
+==4242==
 ==4242== LEAK SUMMARY:
 ==4242==    definitely lost: 1,080 bytes in 2 blocks
 """

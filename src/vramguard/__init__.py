@@ -3,7 +3,23 @@
 The public API is re-exported here; everything else is an implementation detail.
 """
 
+from vramguard.encode import (
+    EncoderConfig,
+    EncoderError,
+    EncoderSession,
+    EncoderUnavailable,
+    open_encoder,
+)
+from vramguard.exporter import MetricsExporter
 from vramguard.heap import HeapStats, heap_stats, heap_unavailable_reason, trim_heap
+from vramguard.pools.references import ReferencePolicy, ReferenceTracker
+from vramguard.pools.sessions import Lease, PoolError, PoolExhausted, SessionPool
+from vramguard.pools.staging import (
+    Pressure,
+    StagingBudgetExceeded,
+    StagingLease,
+    StagingPool,
+)
 from vramguard.probes import NoSuchProcess, ProbeStatus, Reading, read
 from vramguard.samplelog import LogError, SampleLog, SampleLogWriter, read_log
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample
@@ -14,23 +30,39 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DetectorConfig",
+    "EncoderConfig",
+    "EncoderError",
+    "EncoderSession",
+    "EncoderUnavailable",
     "HeapStats",
     "LeakAlert",
     "LeakDetector",
+    "Lease",
     "LogError",
     "MemoryTracker",
+    "MetricsExporter",
     "NoSuchProcess",
+    "PoolError",
+    "PoolExhausted",
+    "Pressure",
     "ProbeStatus",
     "Reading",
+    "ReferencePolicy",
+    "ReferenceTracker",
     "Sample",
     "SampleLog",
     "SampleLogWriter",
+    "SessionPool",
+    "StagingBudgetExceeded",
+    "StagingLease",
+    "StagingPool",
     "Trend",
     "__version__",
     "detect_leak",
     "format_bytes",
     "heap_stats",
     "heap_unavailable_reason",
+    "open_encoder",
     "parse_duration",
     "parse_resolution",
     "parse_size",

@@ -181,7 +181,7 @@ def parse_memcheck(text: str) -> dict[str, Any]:
     """Definite leaks from memcheck's report, and which of them an encoder library holds."""
     total = _DEFINITE.search(text)
     records = []
-    blocks = re.split(r"\n==\d+== \n", text)
+    blocks = re.split(r"\n==\d+==[ \t]*\n", text)
     for block in blocks:
         match = _RECORD.search(block)
         if match is None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from vramguard import probes
+from vramguard.exporter import MetricsExporter
 from vramguard.report import trend_document
 from vramguard.samplelog import SampleLogWriter
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample
@@ -28,6 +29,7 @@ class Monitor:
     tracker: MemoryTracker
     log: SampleLogWriter | None = None
     on_alert: Callable[[LeakAlert], None] | None = None
+    on_sample: Callable[[Monitor, Sample], None] | None = None
     clock: Callable[[], float] = time.monotonic
     _start: float | None = None
     times: list[float] = field(default_factory=list)
@@ -59,6 +61,8 @@ class Monitor:
             if self.on_alert is not None:
                 self.on_alert(alert)
         self.last = sample
+        if self.on_sample is not None:
+            self.on_sample(self, sample)
         return sample
 
     def verdict(self, config: DetectorConfig, budget_bytes: float | None = None) -> Trend:
@@ -80,3 +84,15 @@ def result_document(monitor: Monitor, trend: Trend, **extra: Any) -> dict[str, A
         "likely_source": alerts[-1].likely_source if alerts else None,
         **extra,
     }
+
+
+def export_to(exporter: MetricsExporter | None) -> Callable[[Monitor, Sample], None] | None:
+    """A Monitor.on_sample that feeds the exporter, or None without one."""
+    if exporter is None:
+        return None
+
+    def feed(monitor: Monitor, sample: Sample) -> None:
+        tracker = monitor.tracker
+        exporter.update(sample, tracker.trend(), tracker.detector.alarm is not None)
+
+    return feed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vramguard.errors import UsageError
+from vramguard.exporter import MetricsExporter
 from vramguard.report import summary_rows
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.trend import DetectorConfig
@@ -85,3 +87,35 @@ def print_result(result: dict[str, Any]) -> None:
         if key not in ("verdict", "reason"):
             table.add_row(key, shown)
     console.print(table)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"invalid port {text!r}: use 0 to 65535") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"invalid port {text!r}: use 0 to 65535")
+    return value
+
+
+def add_metrics_arguments(parser: Any) -> None:
+    parser.add_argument("--metrics-port", type=argument_type(_port), default=None, metavar="PORT",
+                        help="serve Prometheus metrics on this port (0: any free one)")  # fmt: skip
+    parser.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
+                        help="address to bind the metrics server (default 127.0.0.1)")  # fmt: skip
+
+
+def start_exporter(args: argparse.Namespace) -> MetricsExporter | None:
+    """The metrics server asked for, started; one clear line when it cannot bind."""
+    if args.metrics_port is None:
+        return None
+    exporter = MetricsExporter()
+    try:
+        port = exporter.start(args.metrics_port, args.metrics_host)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}"
+        ) from None
+    print(f"vramguard: metrics on http://{args.metrics_host}:{port}/metrics", file=sys.stderr)
+    return exporter

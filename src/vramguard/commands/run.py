@@ -22,13 +22,16 @@ from vramguard import probes
 from vramguard.commands.common import (
     add_detector_arguments,
     add_log_arguments,
+    add_metrics_arguments,
     detector_config,
     duration,
     open_log,
     print_result,
+    start_exporter,
 )
 from vramguard.errors import UsageError
-from vramguard.monitor import Monitor, result_document
+from vramguard.exporter import MetricsExporter
+from vramguard.monitor import Monitor, export_to, result_document
 from vramguard.samplelog import SampleLogWriter
 from vramguard.tracker import LeakAlert, MemoryTracker
 
@@ -46,6 +49,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_log_arguments(parser)
     add_detector_arguments(parser)
+    add_metrics_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS")
     parser.set_defaults(run=run)
 
@@ -62,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("run needs a command: vramguard run [options] -- CMD ARGS")
     log = open_log(args, source={"command": argv}, config={"interval_s": args.interval})
     console = Console(stderr=True)
+    exporter = None
     try:
+        exporter = start_exporter(args)
         try:
             child = subprocess.Popen(argv, process_group=0)
         except FileNotFoundError:
@@ -71,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot execute {argv[0]}: permission denied") from None
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from None
-        return _supervise(child, argv, args, log, console)
+        return _supervise(child, argv, args, log, console, exporter)
     finally:
+        if exporter is not None:
+            exporter.close()
         if log is not None:
             log.close()
         probes.close()
@@ -84,6 +92,7 @@ def _supervise(
     args: argparse.Namespace,
     log: SampleLogWriter | None,
     console: Console,
+    exporter: MetricsExporter | None,
 ) -> int:
     def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:
@@ -95,7 +104,7 @@ def _supervise(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     tracker = MemoryTracker(metric=args.metric, detector_config=detector_config(args))
-    monitor = Monitor(child.pid, tracker, log, announce)
+    monitor = Monitor(child.pid, tracker, log, announce, export_to(exporter))
     try:
         while child.poll() is None:
             try:

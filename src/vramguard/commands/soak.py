@@ -22,10 +22,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vramguard import probes
-from vramguard.commands.common import argument_type, duration, size
+from vramguard.commands.common import (
+    add_metrics_arguments,
+    argument_type,
+    duration,
+    size,
+    start_exporter,
+)
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError
+from vramguard.exporter import MetricsExporter
 from vramguard.report import html_page, plot_png, write_new
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.soak import Criteria, SoakConfig, SoakRunner
@@ -110,6 +117,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--window", type=duration, default=None, help="detector history")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -164,9 +172,13 @@ def run(args: argparse.Namespace) -> int:
         except LogError as exc:
             raise UsageError(str(exc)) from None
     console = Console(stderr=True)
+    exporter = None
     try:
-        result, runner = _run_with_progress(config, log, console)
+        exporter = start_exporter(args)
+        result, runner = _run_with_progress(config, log, console, exporter)
     finally:
+        if exporter is not None:
+            exporter.close()
         if log is not None:
             log.close()
         probes.close()
@@ -184,7 +196,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(
-    config: SoakConfig, log: SampleLogWriter | None, console: Console
+    config: SoakConfig,
+    log: SampleLogWriter | None,
+    console: Console,
+    exporter: MetricsExporter | None = None,
 ) -> tuple[dict[str, Any], SoakRunner]:
     progress = Progress(
         TextColumn("[bold]soak[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -195,6 +210,9 @@ def _run_with_progress(
 
     def on_sample(runner: SoakRunner, sample: Sample) -> None:
         trend = runner.tracker.trend()
+        if exporter is not None:
+            suspected = runner.tracker.detector.alarm is not None
+            exporter.update(sample, trend, suspected, runner.pool.stats())
         memory = format_bytes(sample.get(runner.tracker.metric or ""))
         slope = trend.slope_bytes_per_hour
         status = f"{memory}, {'learning' if slope is None else f'{slope / 1e6:+.1f} MB/h'}"

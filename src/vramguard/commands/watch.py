@@ -21,14 +21,16 @@ from vramguard import probes
 from vramguard.commands.common import (
     add_detector_arguments,
     add_log_arguments,
+    add_metrics_arguments,
     detector_config,
     duration,
     open_log,
     print_result,
+    start_exporter,
 )
 from vramguard.commands.probe import _pid
 from vramguard.errors import UsageError
-from vramguard.monitor import Monitor, result_document
+from vramguard.monitor import Monitor, export_to, result_document
 from vramguard.tracker import LeakAlert, MemoryTracker
 from vramguard.units import format_bytes, format_duration
 
@@ -58,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     add_log_arguments(parser)
     add_detector_arguments(parser)
+    add_metrics_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     alerts: list[LeakAlert] = []
     metric = args.metric or (None if args.pid is not None else "device_used_bytes")
     tracker = MemoryTracker(metric=metric, detector_config=detector_config(args))
-    monitor = Monitor(pid, tracker, log, alerts.append)
+    exporter = start_exporter(args)
+    monitor = Monitor(pid, tracker, log, alerts.append, export_to(exporter))
     try:
         try:
             monitor.sample()
@@ -117,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.result(result)
     finally:
+        if exporter is not None:
+            exporter.close()
         if log is not None:
             log.close()
         probes.close()

@@ -1,0 +1,129 @@
+"""The soak, side by side: its speed against a bare PyAV loop and the ffmpeg command line,
+and the managed pipeline against the baseline (the unmanaged way) per codec.
+
+1. Frames per second at 1080p H.264 (libx264 ultrafast, zerolatency, CBR 5000 kbps, GOP 2 s,
+   no B-frames, 3 references): `vramguard soak`'s loop (staging pool, session pool,
+   reference policy, sampling), a bare PyAV encode loop with the same source and settings,
+   and `ffmpeg -f lavfi -i testsrc2 ... -f null -` with the same encoder settings.
+2. Managed against `--baseline` over `--stream` of stream time with a bitrate change every
+   30 s (2000/3500/5000/8000 kbps) and a reconnect every 2 minutes: peak RSS, growth per
+   hour, session reuse, sessions created, frames dropped for memory.
+
+    python bench/soak.py --stream 5m --json bench/soak.json
+
+Each run is its own process. Prints a table and writes JSON. Not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+import av
+import numpy as np
+
+from vramguard.encode import EncoderConfig, open_encoder
+from vramguard.pools.references import ReferencePolicy
+from vramguard.soak import SyntheticSource
+from vramguard.units import parse_duration
+
+MB = 1e6
+LADDER = "2000,3500,5000,8000"
+
+
+def soak(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "vramguard", "soak", *args, "--json"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def bare_loop(frames: int, width: int, height: int, fps: int) -> float:
+    """fps of a plain PyAV loop: one reused frame, the same source, the same options."""
+    config = EncoderConfig("h264", width, height, fps, 5000, encoder="libx264")
+    policy = ReferencePolicy.for_config(config, encoder="libx264")
+    session = open_encoder(EncoderConfig("h264", width, height, fps, 5000, encoder="libx264",
+                                         options=policy.encoder_options()))  # fmt: skip
+    source = SyntheticSource(width, height)
+    image = np.empty((height * 3 // 2, width), np.uint8)
+    frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
+    began = time.perf_counter()
+    for i in range(frames):
+        source.draw(image, i)
+        session.encode(frame)
+    seconds = time.perf_counter() - began
+    session.close()
+    return frames / seconds
+
+
+def ffmpeg_cli(frames: int, width: int, height: int, fps: int) -> float | None:
+    if shutil.which("ffmpeg") is None:
+        return None
+    command = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+        f"testsrc2=size={width}x{height}:rate={fps}", "-frames:v", str(frames), "-pix_fmt",
+        "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+        "-b:v", "5000k", "-maxrate", "5000k", "-bufsize", "5000k", "-g", str(2 * fps),
+        "-bf", "0", "-refs", "3", "-f", "null", "-",
+    ]  # fmt: skip
+    began = time.perf_counter()
+    subprocess.run(command, check=True)
+    return frames / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=1800, help="frames for the fps runs")
+    parser.add_argument("--stream", default="5m", help="stream time of each managed/baseline run")
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--codecs", default="h264:1920x1080,av1:1920x1080,hevc:1280x720")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    w, h = 1920, 1080
+    seconds = args.frames / 60
+    speed = {
+        "soak": soak("--codec", "h264", "--encoder", "libx264", "--resolution", f"{w}x{h}",
+                     "--fps", "60", "--duration", f"{seconds}s", "--bitrate", "5000")["fps"],
+        "bare_pyav": bare_loop(args.frames, w, h, 60),
+        "ffmpeg_cli": ffmpeg_cli(args.frames, w, h, 60),
+    }  # fmt: skip
+    runs = []
+    stream_s = parse_duration(args.stream)
+    for item in args.codecs.split(","):
+        codec, resolution = item.split(":")
+        for baseline in (False, True):
+            extra = ("--baseline",) if baseline else ()
+            churn = ("--bitrate-ladder", LADDER, "--adapt-every", "30s", "--reconnect-every", "2m")
+            timing = ("--sample-interval", "1s", "--window", f"{stream_s / 3}s")
+            runs.append(soak("--codec", codec, "--resolution", resolution, "--fps", str(args.fps),
+                             "--duration", f"{stream_s}s", "--bitrate", "5000", *churn, *timing,
+                             *extra))  # fmt: skip
+    print(f"## Speed, {args.frames} frames of 1920x1080 H.264 (libx264) at 60 fps\n")
+    print("| loop | fps | vs bare PyAV |")
+    print("|---|---|---|")
+    for name, fps in speed.items():
+        shown = "not installed" if fps is None else f"{fps:.0f}"
+        ratio = "" if fps is None else f"{fps / speed['bare_pyav']:.2f}"
+        print(f"| {name} | {shown} | {ratio} |")
+    print(f"\n## Managed against baseline, {args.stream} of stream at {args.fps} fps, ladder "
+          f"{LADDER} kbps every 30 s, reconnect every 2 min\n")  # fmt: skip
+    print("| codec | run | encoder | peak RSS | growth | reuse | sessions | dropped | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        reuse = "n/a" if r["session_reuse_rate"] is None else f"{r['session_reuse_rate']:.1%}"
+        print(f"| {r['codec']} {r['resolution']} | {'baseline' if r['baseline'] else 'managed'} | "
+              f"{r['encoder']} | {r['peak_bytes'] / MB:.0f} MB | "
+              f"{r['growth_bytes_per_hour'] / MB:+.1f} MB/h | {reuse} | {r['sessions_created']} | "
+              f"{r['frames_dropped_memory']} | {r['verdict']} |")  # fmt: skip
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump({"speed_fps": speed, "runs": runs}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
