@@ -17,7 +17,7 @@ from vramguard import probes
 from vramguard.exporter import MetricsExporter
 from vramguard.report import trend_document
 from vramguard.samplelog import SampleLogWriter
-from vramguard.tracker import LeakAlert, MemoryTracker, Sample
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import DetectorConfig, Trend, detect_leak
 
 
@@ -44,10 +44,7 @@ class Monitor:
         reading = probes.read(self.pid)
         sample = Sample.from_reading(reading, t=now - self._start, wall_s=time.time())
         if self.tracker.metric is None:
-            self.tracker.metric = next(
-                (m for m in ("process_gpu_bytes", "host_rss_bytes") if sample.get(m) is not None),
-                None,
-            )
+            self.tracker.metric = choose_process_metric(sample)
         alert = self.tracker.add(sample)
         if self.log is not None:
             self.log.sample(sample)

@@ -37,7 +37,7 @@ from vramguard.pools.references import DEFAULT_BUDGET_BYTES, ReferencePolicy, Re
 from vramguard.pools.sessions import SessionPool
 from vramguard.pools.staging import StagingBudgetExceeded, StagingPool, frame_bytes
 from vramguard.samplelog import SampleLogWriter
-from vramguard.tracker import LeakAlert, MemoryTracker, Sample
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
 
 MB = 10**6
@@ -342,10 +342,7 @@ class SoakRunner:
         }
         sample = Sample.from_reading(reading, t=t, wall_s=time.monotonic() - started, **ledger)
         if self.tracker.metric is None:
-            self.tracker.metric = next(
-                (m for m in ("process_gpu_bytes", "host_rss_bytes") if sample.get(m) is not None),
-                None,
-            )
+            self.tracker.metric = choose_process_metric(sample)
         alert = self.tracker.add(sample)
         value = sample.get(self.tracker.metric or "")
         if value is not None and self._points < self._series.shape[1]:

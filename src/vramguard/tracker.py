@@ -106,6 +106,14 @@ def choose_metric(available: Iterable[str]) -> str | None:
     return next((m for m in PREFERRED_METRICS if m in present), None)
 
 
+def choose_process_metric(sample: Sample) -> str | None:
+    """What to judge of one process: its GPU memory where a probe has it, else its RSS
+    (the device's use includes other processes)."""
+    return next(
+        (m for m in ("process_gpu_bytes", "host_rss_bytes") if sample.get(m) is not None), None
+    )
+
+
 def _level(values: list[float]) -> float:
     return float(np.median(values)) if values else math.nan
 

@@ -11,8 +11,7 @@ from rich.table import Table
 
 from vramguard import probes
 from vramguard.churn import ChurnConfig, ChurnRunner, valgrind_churn
-from vramguard.commands.common import argument_type
-from vramguard.commands.soak import positive_int
+from vramguard.commands.common import argument_type, positive_int
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError

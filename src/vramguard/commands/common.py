@@ -89,18 +89,33 @@ def print_result(result: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"invalid port {text!r}: use 0 to 65535") from None
-    if not 0 <= value <= 65535:
-        raise ValueError(f"invalid port {text!r}: use 0 to 65535")
-    return value
+def bounded(kind: type[int] | type[float], what: str, low: float, high: float) -> Any:
+    """An argparse type: a number of `kind` from `low` to `high`, else one clear line."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"invalid {what} {text!r}: use {_plain(low)} to {_plain(high)}"
+            )
+        return value
+
+    return parse
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+positive_int = bounded(int, "number", 1, 10**6)
+ratio = bounded(float, "ratio", 0.0, 1.0)
 
 
 def add_metrics_arguments(parser: Any) -> None:
-    parser.add_argument("--metrics-port", type=argument_type(_port), default=None, metavar="PORT",
+    parser.add_argument("--metrics-port", type=bounded(int, "port", 0, 65535), metavar="PORT",
                         help="serve Prometheus metrics on this port (0: any free one)")  # fmt: skip
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
                         help="address to bind the metrics server (default 127.0.0.1)")  # fmt: skip

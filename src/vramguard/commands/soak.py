@@ -26,6 +26,8 @@ from vramguard.commands.common import (
     add_metrics_arguments,
     argument_type,
     duration,
+    positive_int,
+    ratio,
     size,
     start_exporter,
 )
@@ -51,29 +53,6 @@ def _ladder(text: str) -> tuple[int, ...]:
     if not rungs or any(r <= 0 or r > 1_000_000 for r in rungs):
         raise ValueError(f"invalid ladder {text!r}: every rung must be 1 to 1000000 kbps")
     return rungs
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"invalid number {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"invalid number {text!r}: must be positive")
-    return value
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"invalid ratio {text!r}: use a number from 0 to 1") from None
-    if not 0 <= value <= 1:
-        raise ValueError(f"invalid ratio {text!r}: use a number from 0 to 1")
-    return value
-
-
-positive_int = argument_type(_positive_int)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -113,7 +92,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--staging-budget", type=size, default=None)
     parser.add_argument("--max-peak", type=size, default=500 * 10**6, help="criterion (500MB)")
     parser.add_argument("--max-growth", type=size, default=10**6, help="per hour (1MB)")
-    parser.add_argument("--min-reuse", type=argument_type(_ratio), default=0.85)
+    parser.add_argument("--min-reuse", type=ratio, default=0.85)
     parser.add_argument("--window", type=duration, default=None, help="detector history")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
