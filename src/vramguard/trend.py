@@ -67,7 +67,7 @@ class DetectorConfig:
     step_sigmas: float = 6.0
     step_sharpness: float = 0.7  # share of a step that must happen within two buckets
     step_reference_buckets: int = 180  # noise width for steps measured over this many
-    min_step_bytes: float = 4 * MB
+    min_step_bytes: float = 0.5 * MB
     staircase_steps: int = 3
     staircase_window_s: float = 24 * HOUR
     staircase_kept_share: float = 0.5  # share of the steps' rise still held
@@ -436,7 +436,13 @@ class LeakDetector:
         before = self._raw[n - 2 * k : n - k]
         after = self._raw[n - k : n]
         delta = _median(after) - _median(before)
-        reference = self._raw[max(0, n - 2 * k - cfg.step_reference_buckets) : n - 2 * k]
+        # the noise width comes from the buckets before, warm-up left out where enough remain
+        # (an encoder's start is a jump that would make any later step look small)
+        start = max(0, n - 2 * k - cfg.step_reference_buckets)
+        settled = int(np.searchsorted(self._t[:n], (self._t0 or 0.0) + cfg.warmup_s))
+        if n - 2 * k - settled >= 20:
+            start = max(start, settled)
+        reference = self._raw[start : n - 2 * k]
         threshold = max(cfg.min_step_bytes, cfg.step_sigmas * _robust_scale(reference))
         if abs(delta) < threshold:
             return
