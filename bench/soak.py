@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--codecs", default="h264:1920x1080,av1:1920x1080,hevc:1280x720")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--speed-only", action="store_true", help="only the fps comparison")
     args = parser.parse_args()
     w, h = 1920, 1080
     seconds = args.frames / 60
@@ -94,7 +95,7 @@ def main() -> None:
     }  # fmt: skip
     runs = []
     stream_s = parse_duration(args.stream)
-    for item in args.codecs.split(","):
+    for item in [] if args.speed_only else args.codecs.split(","):
         codec, resolution = item.split(":")
         for baseline in (False, True):
             extra = ("--baseline",) if baseline else ()
