@@ -192,3 +192,14 @@ def test_churn_under_valgrind_finds_no_definite_leak_in_the_encoders() -> None:
     report = json.loads(result.stdout)
     assert report["completed"] and report["returncode"] == 0
     assert report["encoder_lost_bytes"] == 0
+
+
+def test_the_soak_writes_its_html_report_and_never_overwrites_one(tmp_path: Path) -> None:
+    page = tmp_path / "soak.html"
+    result = vramguard("soak", *SMALL, "--duration", "5s", "--html", str(page))
+    assert result.returncode == 0, result.stderr
+    html = page.read_text()
+    assert "data:image/png;base64," in html and "peak memory" in html
+    again = vramguard("soak", *SMALL, "--duration", "5s", "--html", str(page))
+    assert again.returncode == 2 and "use --force" in again.stderr
+    assert page.read_text() == html

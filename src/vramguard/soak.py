@@ -164,6 +164,7 @@ class SoakRunner:
         self.hardware = False
         self.wall_s = 0.0
         self.after_teardown: Sample | None = None
+        self.final_trend: Trend | None = None  # the verdict's trend, once result() ran
         enc = config.encoder
         self.source = SyntheticSource(enc.width, enc.height)
         ladder = config.ladder_kbps or (enc.bitrate_kbps,)
@@ -381,7 +382,7 @@ class SoakRunner:
 
     def result(self) -> dict[str, Any]:
         cfg, enc, state = self.config, self.config.encoder, self.state
-        trend = self.trend()
+        trend = self.final_trend = self.trend()
         pool = self.pool.stats()
         acquisitions = state.baseline_acquisitions if cfg.baseline else int(pool["acquisitions"])
         reuse = 0.0 if cfg.baseline else float(pool["reuse_rate"])

@@ -12,7 +12,7 @@ from vramguard.errors import UsageError
 from vramguard.report import html_page, plot_png, summary_rows, trend_document, write_new
 from vramguard.samplelog import LogError, SampleLog, read_log
 from vramguard.tracker import attribute
-from vramguard.trend import detect_leak
+from vramguard.trend import Trend, detect_leak
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,7 +33,9 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def analyze(log: SampleLog, metric: str | None, args: argparse.Namespace) -> dict[str, Any]:
+def analyze(
+    log: SampleLog, metric: str | None, args: argparse.Namespace
+) -> tuple[dict[str, Any], Trend]:
     """The verdict on one series of a log, as a JSON-ready dictionary."""
     name, (t, values) = log.metric(metric)
     budget = args.budget
@@ -52,7 +54,7 @@ def analyze(log: SampleLog, metric: str | None, args: argparse.Namespace) -> dic
         alerted = float(t[0]) + (trend.first_alert_t or trend.duration_s)
         since = alerted - 3600.0
         result["likely_source"] = attribute(log.samples_between(since, alerted), name, since)
-    return result
+    return result, trend
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
             _check_writable(target, args.force)
     try:
         log = read_log(args.file)
-        result = analyze(log, args.metric, args)
+        result, trend = analyze(log, args.metric, args)
     except LogError as exc:
         raise UsageError(str(exc)) from None
     for warning in log.warnings:
         print(f"vramguard: warning: {warning}", file=sys.stderr)
     if args.plot or args.html:
-        _write_reports(log, result, args)
+        _write_reports(log, result, trend, args)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -85,9 +87,10 @@ def _check_writable(path: str, force: bool) -> None:
         raise UsageError(f"{target} exists: use --force to overwrite it")
 
 
-def _write_reports(log: SampleLog, result: dict[str, Any], args: argparse.Namespace) -> None:
+def _write_reports(
+    log: SampleLog, result: dict[str, Any], trend: Trend, args: argparse.Namespace
+) -> None:
     name, (t, values) = log.metric(result["metric"])
-    trend = detect_leak(t, values, detector_config(args), result["budget_bytes"])
     png = plot_png(t, values, name, trend, log.samples, title=f"{args.file}: {trend.verdict}")
     if args.plot:
         write_new(args.plot, png, force=args.force)

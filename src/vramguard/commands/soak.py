@@ -275,7 +275,7 @@ def print_soak(result: dict[str, Any]) -> None:
 
 
 def _write_html(path: str, runner: SoakRunner, result: dict[str, Any], force: bool) -> None:
-    trend = runner.trend()
+    trend = runner.final_trend or runner.trend()
     t, values = runner.times, runner.values
     title = f"soak {result['codec']} {result['resolution']}: {result['verdict']}"
     samples = list(runner.tracker.samples)
