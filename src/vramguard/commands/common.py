@@ -111,6 +111,7 @@ def _plain(number: float) -> str:
 
 
 positive_int = bounded(int, "number", 1, 10**6)
+pid_argument = bounded(int, "pid", 1, 2**31 - 1)
 ratio = bounded(float, "ratio", 0.0, 1.0)
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vramguard import probes
+from vramguard.commands.common import pid_argument
 from vramguard.errors import UsageError
 from vramguard.units import format_bytes
 
@@ -22,19 +23,11 @@ def add_parser(subparsers: Any) -> None:
         description="List every memory probe, whether it works here (and why not), "
         "and one reading of a process.",
     )
-    parser.add_argument("--pid", type=_pid, default=None, help="process to read (default: this)")
+    parser.add_argument(
+        "--pid", type=pid_argument, default=None, help="process to read (default: this)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (sizes in bytes)")
     parser.set_defaults(run=run)
-
-
-def _pid(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid pid {text!r}: not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid pid {text!r}: must be positive")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,10 +25,10 @@ from vramguard.commands.common import (
     detector_config,
     duration,
     open_log,
+    pid_argument,
     print_result,
     start_exporter,
 )
-from vramguard.commands.probe import _pid
 from vramguard.errors import UsageError
 from vramguard.monitor import Monitor, export_to, result_document
 from vramguard.tracker import LeakAlert, MemoryTracker
@@ -53,7 +53,9 @@ def add_parser(subparsers: Any) -> None:
         description="Sample a process every --interval and show its memory, the trend and "
         "any leak alert, until Ctrl-C or until it exits.",
     )
-    parser.add_argument("--pid", type=_pid, default=None, help="process (default: this one)")
+    parser.add_argument(
+        "--pid", type=pid_argument, default=None, help="process (default: this one)"
+    )
     parser.add_argument("--interval", type=duration, default=1.0, help="sampling interval")
     parser.add_argument("--metric", default=None, help="metric to judge (default: best)")
     parser.add_argument("--count", type=int, default=None, help="stop after N samples")

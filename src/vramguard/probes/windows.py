@@ -15,6 +15,7 @@ Windows.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from typing import Any, Protocol
 
@@ -238,8 +239,6 @@ class WindowsProbe:
         backend = self._start()
         if backend is None:
             return unavailable(self.fields, self._reason or "unavailable")
-        import os
-
         own = pid == (self._own_pid if self._own_pid is not None else os.getpid())
         values: dict[str, int] = {}
         missing: dict[str, str] = {}
