@@ -7,7 +7,12 @@ import json
 import sys
 from typing import Any
 
-from vramguard.commands.common import add_detector_arguments, detector_config, print_result
+from vramguard.commands.common import (
+    add_detector_arguments,
+    check_writable,
+    detector_config,
+    print_result,
+)
 from vramguard.errors import UsageError
 from vramguard.report import html_page, plot_png, summary_rows, trend_document, write_new
 from vramguard.samplelog import LogError, SampleLog, read_log
@@ -60,7 +65,7 @@ def analyze(
 def run(args: argparse.Namespace) -> int:
     for target in (args.plot, args.html):
         if target is not None:
-            _check_writable(target, args.force)
+            check_writable(target, args.force)
     try:
         log = read_log(args.file)
         result, trend = analyze(log, args.metric, args)
@@ -75,16 +80,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_result(result)
     return 1 if result["verdict"] == "leak" else 0
-
-
-def _check_writable(path: str, force: bool) -> None:
-    from pathlib import Path
-
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UsageError(f"cannot write {target}: folder {target.parent} does not exist")
-    if target.exists() and not force:
-        raise UsageError(f"{target} exists: use --force to overwrite it")
 
 
 def _write_reports(

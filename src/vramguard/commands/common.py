@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
@@ -135,3 +136,13 @@ def start_exporter(args: argparse.Namespace) -> MetricsExporter | None:
         ) from None
     print(f"vramguard: metrics on http://{args.metrics_host}:{port}/metrics", file=sys.stderr)
     return exporter
+
+
+def check_writable(path: str, force: bool) -> None:
+    """Refuse, before any work, an output path in a missing folder or one that exists
+    without --force: a run must never end by losing its report or an older one."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: folder {target.parent} does not exist")
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists: use --force to overwrite it")

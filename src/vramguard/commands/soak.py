@@ -25,6 +25,7 @@ from vramguard import probes
 from vramguard.commands.common import (
     add_metrics_arguments,
     argument_type,
+    check_writable,
     duration,
     positive_int,
     ratio,
@@ -139,9 +140,7 @@ def _log_path(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     if args.html is not None:
-        from vramguard.commands.analyze import _check_writable
-
-        _check_writable(args.html, args.force)
+        check_writable(args.html, args.force)
     path = _log_path(args)
     log = None
     if path is not None:
