@@ -1,7 +1,10 @@
 """Sampling one process over its life: probe, tracker, log and alerts, every interval.
 
 `run` and `watch` (and a server embedding the library) share this loop; the runner of a
-soak has its own, since its samples carry what the pools hold.
+soak has its own, since its samples carry what the pools hold. Each reading runs on a
+Sampler thread under `time_limit_s`: a probe that raises or hangs costs that sample (None),
+is reported once through `on_fault` and the log, and sampling goes on. `close()` stops the
+sampler thread.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 from vramguard import probes
 from vramguard.exporter import MetricsExporter
 from vramguard.report import trend_document
-from vramguard.samplelog import SampleLogWriter
+from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import DetectorConfig, Trend, detect_leak
 
@@ -31,36 +35,71 @@ class Monitor:
     on_alert: Callable[[LeakAlert], None] | None = None
     on_sample: Callable[[Monitor, Sample], None] | None = None
     clock: Callable[[], float] = time.monotonic
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    on_fault: Callable[[str, str], None] | None = None
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _sampler: Sampler[object] | None = None
     _start: float | None = None
     times: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     last: Sample | None = None
 
-    def sample(self) -> Sample:
-        """One reading now. Raises probes.NoSuchProcess once the process is gone."""
+    def sample(self) -> Sample | None:
+        """One reading now; None when the probe failed or hung (reported once).
+        Raises probes.NoSuchProcess once the process is gone."""
         now = self.clock()
         if self._start is None:
             self._start = now
-        reading = probes.read(self.pid)
-        sample = Sample.from_reading(reading, t=now - self._start, wall_s=time.time())
+        if self._sampler is None:
+            self._sampler = Sampler(lambda: probes.read(self.pid), self.time_limit_s)
+        done = self._sampler.wait(object())
+        if done.gone:
+            raise probes.NoSuchProcess(self.pid)
+        if done.reading is None:
+            self._fault("probe", done.error or "no reading", now - self._start)
+            return None
+        sample = Sample.from_reading(done.reading, t=now - self._start, wall_s=time.time())
         if self.tracker.metric is None:
             self.tracker.metric = choose_process_metric(sample)
         alert = self.tracker.add(sample)
-        if self.log is not None:
-            self.log.sample(sample)
+        self._log(sample.as_dict(), sample.t)
         value = sample.get(self.tracker.metric) if self.tracker.metric else None
         if value is not None:
             self.times.append(sample.t)
             self.values.append(value)
         if alert is not None:
-            if self.log is not None:
-                self.log.write(alert.as_dict())
+            self._log(alert.as_dict(), sample.t)
             if self.on_alert is not None:
                 self.on_alert(alert)
         self.last = sample
         if self.on_sample is not None:
             self.on_sample(self, sample)
         return sample
+
+    def _fault(self, kind: str, message: str, t: float) -> None:
+        """Report a fault once per kind (log event and on_fault); count the rest."""
+        entry = self.faults.get(kind)
+        if entry is not None:
+            entry["count"] += 1
+            return
+        self.faults[kind] = {"count": 1, "first_t": t, "message": message}
+        self._log({"t": t, "event": "fault", "kind": kind, "message": message}, t)
+        if self.on_fault is not None:
+            self.on_fault(kind, message)
+
+    def _log(self, record: dict[str, Any], t: float) -> None:
+        if self.log is None:
+            return
+        try:
+            self.log.write(record)
+        except LogError as exc:
+            self._fault("log", str(exc), t)
+
+    def close(self) -> None:
+        """Stop the sampler thread (one stuck in a probe is left behind as a daemon)."""
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
 
     def verdict(self, config: DetectorConfig, budget_bytes: float | None = None) -> Trend:
         """The detector replayed over every sample of the run (not only the tracker's)."""
@@ -79,6 +118,8 @@ def result_document(monitor: Monitor, trend: Trend, **extra: Any) -> dict[str, A
     return {
         **trend_document(trend, monitor.tracker.metric),
         "likely_source": alerts[-1].likely_source if alerts else None,
+        "faults": monitor.faults,
+        "log_error": monitor.log.error if monitor.log is not None else None,
         **extra,
     }
 

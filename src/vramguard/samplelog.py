@@ -19,11 +19,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
+from vramguard import faults
 from vramguard.tracker import PREFERRED_METRICS, SAMPLE_FIELDS, Sample
 
 SCHEMA = "vramguard.samples/1"
@@ -65,26 +66,61 @@ class SampleLogWriter:
         except OSError as exc:
             raise LogError(f"cannot write {self.path}: {exc.strerror}") from None
         self.lines = 0
-        self.write(
-            {
-                "schema": SCHEMA,
-                "started": _utc_now(),
-                "source": source or {},
-                "config": config or {},
-            }
-        )
+        self._size = 0  # bytes of whole lines written
+        self.dropped = 0  # lines not written after a failed write
+        self.error: str | None = None
+        self._cause = ""
+        header = {"schema": SCHEMA, "started": _utc_now(), "source": source or {},
+                  "config": config or {}}  # fmt: skip
+        try:
+            self.write(header)
+        except LogError:
+            self.close()
+            raise LogError(f"cannot write {self.path}: {self._cause}") from None
 
     def write(self, record: dict[str, Any]) -> None:
-        """One line, whole: a crash leaves at most this line torn."""
+        """One line, whole: a crash leaves at most this line torn.
+
+        A write that fails (ENOSPC, EIO) cuts the file back to its last whole line, so it
+        stays valid, and raises LogError once; later lines are dropped and counted in
+        `dropped` (the caller has been told, and a run must not die for its log)."""
         if self._fd is None:
             raise LogError(f"{self.path} is closed")
+        if self.error is not None:
+            self.dropped += 1
+            return
         data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        try:
+            self._write_all(data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+        self._size += len(data)
+        self.lines += 1
+
+    def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
         view = memoryview(data)
+        if faults.log_fails():  # test-only seam: the disk fills in the middle of a line
+            os.write(self._fd, view[: len(view) // 2])
+            raise faults.error("log")
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
-        self.lines += 1
+
+    def _fail(self, exc: OSError) -> NoReturn:
+        assert self._fd is not None
+        self.dropped += 1
+        self._cause = exc.strerror or str(exc)
+        self.error = f"cannot write {self.path}: {self._cause}"
+        try:
+            os.ftruncate(self._fd, self._size)  # freeing space needs none
+            os.fsync(self._fd)
+            kept = f"kept valid up to line {self.lines}"
+        except OSError as cut:
+            kept = f"its last line may be torn ({cut.strerror})"
+        self.error += f"; the log is {kept}, later lines are dropped"
+        raise LogError(self.error) from None
 
     def sample(self, sample: Sample) -> None:
         self.write(sample.as_dict())

@@ -10,10 +10,20 @@ time. `baseline` runs the unmanaged way for a before/after comparison: a new enc
 every bitrate change and reconnect, a new frame buffer every frame, no reference policy and
 no heap trimming.
 
-Teardown order, at the end or on a stop request: the session in use is drained and its
-lease released; the session pool is closed (its idle sessions closed, the heap trimmed);
-the staging pool is closed (buffers freed); a last sample is taken and the result written;
-then the log is closed.
+Probes are read on a sampler thread under a time limit (a hung probe never stalls the
+encoder). Faults are survived where they can be and reported once each (a log event, the
+`on_fault` callback, and `faults` in the result): an encoder that raises is invalidated and
+replaced (the frame counted in `frames_dropped_error`; `max_encoder_errors` in a row end the
+run), a staging allocation that fails drops the frame for memory, a probe that raises or
+hangs costs its sample, a log that cannot be written keeps its whole lines and the run goes
+on. An encoder that cannot be opened mid-run ends the run with `failure` set, the result
+written and the criterion "run completed" missed. See docs/reliability.md.
+
+Teardown order, at the end, on a stop request or a fatal fault: the session in use is
+released (invalidated if it failed); the session pool is closed (its idle sessions closed,
+the heap trimmed); the staging pool is closed (buffers freed); the reading in flight is
+awaited (within its time limit); a last reading after teardown is taken; the sampler is
+stopped; then the caller writes the result and closes the log.
 """
 
 from __future__ import annotations
@@ -31,12 +41,20 @@ import numpy as np
 import numpy.typing as npt
 
 from vramguard import probes
-from vramguard.encode import EncoderConfig, EncoderSession, open_encoder
+from vramguard.encode import (
+    EncoderConfig,
+    EncoderError,
+    EncoderSession,
+    EncoderUnavailable,
+    open_encoder,
+)
 from vramguard.heap import heap_stats, trim_heap
 from vramguard.pools.references import DEFAULT_BUDGET_BYTES, ReferencePolicy, ReferenceTracker
-from vramguard.pools.sessions import SessionPool
+from vramguard.pools.sessions import PoolError, SessionPool
 from vramguard.pools.staging import StagingBudgetExceeded, StagingPool, frame_bytes
-from vramguard.samplelog import SampleLogWriter
+from vramguard.probes import Reading
+from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
 
@@ -73,6 +91,8 @@ class SoakConfig:
     reference_budget_bytes: int = DEFAULT_BUDGET_BYTES
     staging_budget_bytes: int | None = None  # default: 8 frames
     detector_window_s: float | None = None  # default: a third of the duration, at most 8 h
+    probe_time_limit_s: float = DEFAULT_TIME_LIMIT_S  # wall seconds a reading may take
+    max_encoder_errors: int = 3  # encoder failures in a row (no good frame between) that end it
     criteria: Criteria = field(default_factory=Criteria)
 
     @property
@@ -128,6 +148,9 @@ class SoakState:
 
     frames: int = 0
     dropped_memory: int = 0
+    dropped_error: int = 0
+    errors_in_a_row: int = 0
+    samples_skipped: int = 0
     late: int = 0
     bytes_out: int = 0
     baseline_sessions: int = 0
@@ -136,6 +159,8 @@ class SoakState:
     last_sample: Sample | None = None
     alerts: list[LeakAlert] = field(default_factory=list)
     stop_reason: str | None = None
+    failure: str | None = None  # the fault that ended the run early
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> first, count
 
 
 class SoakRunner:
@@ -147,10 +172,16 @@ class SoakRunner:
         log: SampleLogWriter | None = None,
         on_sample: Callable[[SoakRunner, Sample], None] | None = None,
         open_session: Callable[[EncoderConfig], Any] = open_encoder,
+        on_fault: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.log = log
         self.on_sample = on_sample
+        self.on_fault = on_fault
+        self.sampler: Sampler[tuple[float, float, dict[str, int | None]]] | None = None
+        self._held: Any = None  # the pool's lease (or, in the baseline, the session itself)
+        self._session: EncoderSession | None = None
+        self._started = 0.0
         self._open = open_session
         self._stop = threading.Event()
         self.state = SoakState()
@@ -173,6 +204,7 @@ class SoakRunner:
             max_idle=config.max_idle if config.max_idle is not None else len(ladder) + 1,
             max_sessions=config.max_sessions,
             idle_ttl_s=max(300.0, 2 * (config.adapt_every_s or 0) * len(ladder)),
+            on_event=self._pool_event,
         )
         budget = config.staging_budget_bytes or 8 * frame_bytes(enc.width, enc.height, "yuv420p")
         self.staging = StagingPool(budget)
@@ -206,95 +238,156 @@ class SoakRunner:
         options = {**policy.encoder_options(enc.encoder), **enc.options}
         return replace(base, options=options), policy
 
-    def _start_session(self, kbps: int) -> tuple[Any, EncoderSession]:
+    def _begin_session(self, kbps: int) -> None:
         config, _ = self._policy(kbps)
         if self.config.baseline:
-            session = self._open(config)
+            self._session = self._held = self._open(config)
             self.state.baseline_sessions += 1
             self.state.baseline_acquisitions += 1
-            held: Any = session
         else:
-            held = self.pool.acquire(config, timeout=30.0)
-            session = held.session
-        return held, session
+            self._held = self.pool.acquire(config, timeout=30.0)
+            self._session = self._held.session
 
-    def _stop_session(self, held: Any, session: EncoderSession) -> None:
-        session.drain()
+    def _end_session(self, failed: str | None = None) -> None:
+        """Give the session back: released (drained and kept warm by the pool), or, when it
+        failed, invalidated (closed, never reused). The baseline closes it either way."""
+        held, session = self._held, self._session
+        self._held = self._session = None
+        if session is None:
+            return
         if self.config.baseline:
             session.close()
+        elif failed is not None:
+            self.pool.invalidate(held, reason=failed)
         else:
             held.release()
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        self._encoder_config = self._resolve_encoder()
+        self._prewarm()
+        self.sampler = Sampler(probes.read, self.config.probe_time_limit_s)
+        self._started = time.monotonic()
+        try:
+            self._loop()
+            self.wall_s = time.monotonic() - self._started
+            self._after_teardown(self._started)
+        finally:
+            self.sampler.close()
+        return self.result()
+
+    def _loop(self) -> None:
         cfg = self.config
         enc = cfg.encoder
         ladder = cfg.ladder_kbps or (enc.bitrate_kbps,)
         rung = ladder.index(enc.bitrate_kbps) if enc.bitrate_kbps in ladder else 0
         total_frames = max(1, round(cfg.duration_s * enc.fps))
-        self._encoder_config = self._resolve_encoder()
-        self._prewarm()
-        started = time.monotonic()
-        held, session = self._start_session(ladder[rung])
         references = None if cfg.baseline else self._policy(ladder[rung])[1].tracker()
         next_sample = 0.0
         next_adapt = cfg.adapt_every_s or math.inf
         next_reconnect = cfg.reconnect_every_s or math.inf
         try:
+            self._begin_session(ladder[rung])
             for index in range(total_frames):
                 if self._stop.is_set():
                     break
                 t = index / enc.fps
+                self._collect()
                 if t >= next_sample:
-                    self._sample(t, started, references)
+                    self._request_sample(t, references)
                     next_sample += cfg.sample_every_s
                 if t >= next_adapt:
                     next_adapt += cfg.adapt_every_s or math.inf
                     rung = (rung + 1) % len(ladder)
-                    held, session = self._adapt(held, session, ladder[rung])
+                    self._adapt(ladder[rung])
                     if references is not None:
                         references.reset()
                 if t >= next_reconnect:
                     next_reconnect += cfg.reconnect_every_s or math.inf
-                    self._stop_session(held, session)
-                    held, session = self._start_session(ladder[rung])
+                    self._end_session()
+                    self._begin_session(ladder[rung])
                     if references is not None:
                         references.reset()
                 if cfg.realtime:
-                    self._pace(started, t)
-                self._one_frame(session, index, references)
+                    self._pace(self._started, t)
+                if not self._one_frame(index, references):
+                    self._replace_session(ladder[rung], t)
+                    if references is not None:
+                        references.reset()
+        except (EncoderUnavailable, EncoderError, PoolError) as exc:
+            self._fail(f"cannot go on encoding: {exc}", self.state.frames / enc.fps)
         finally:
-            self._stop_session(held, session)
+            self._end_session()
             self.pool.close()
             self.staging.close()
             if not cfg.baseline:
                 trim_heap()
-        self.wall_s = time.monotonic() - started
-        self._after_teardown(started)
-        return self.result()
+            self._collect(settle=True)
+
+    def _replace_session(self, kbps: int, t: float) -> None:
+        """After an encoder error: the failed session is invalidated and a new one taken,
+        unless `max_encoder_errors` failed in a row (then the run ends)."""
+        failure = self.state.faults["encoder"]["last"]
+        self._end_session(failed=failure)
+        if self.state.errors_in_a_row >= self.config.max_encoder_errors:
+            self._fail(f"the encoder failed {self.state.errors_in_a_row} times in a row: "
+                       f"{failure}", t)  # fmt: skip
+            return
+        self._begin_session(kbps)
+
+    def _fail(self, message: str, t: float) -> None:
+        """A fault the run cannot go on after: stop at once, with the result to tell."""
+        self.state.failure = message
+        self._fault("fatal", message, t)
+        self._stop.set()
+
+    def _fault(self, kind: str, message: str, t: float) -> None:
+        """Report a fault once per kind (log event and on_fault); count the rest."""
+        entry = self.state.faults.get(kind)
+        if entry is not None:
+            entry["count"] += 1
+            entry["last"] = message
+            return
+        self.state.faults[kind] = {"count": 1, "first_t": t, "message": message, "last": message}
+        self._log({"t": t, "event": "fault", "kind": kind, "message": message}, t)
+        if self.on_fault is not None:
+            self.on_fault(kind, message)
+
+    def _log(self, record: dict[str, Any], t: float) -> None:
+        """One line to the log; a log that cannot be written is a fault, not the end."""
+        if self.log is None:
+            return
+        try:
+            self.log.write(record)
+        except LogError as exc:
+            self._fault("log", str(exc), t)
 
     def _after_teardown(self, started: float) -> None:
         """Memory once everything is closed: logged as an event, not judged as a sample (it
         is another regime: what came back)."""
-        reading = probes.read()
         t = self.state.frames / self.config.encoder.fps
-        sample = Sample.from_reading(reading, t=t, wall_s=time.monotonic() - started)
+        assert self.sampler is not None
+        done = self.sampler.wait((t, time.monotonic() - started, {}))
+        if done.reading is None:
+            self._fault("probe", done.error or "no reading", t)
+            return
+        sample = Sample.from_reading(done.reading, t=t, wall_s=time.monotonic() - started)
         self.after_teardown = sample
-        if self.log is not None:
-            self.log.event(t, "after_teardown", **{k: v for k, v in sample.as_dict().items()
-                                                   if k not in ("t", "wall_s")})  # fmt: skip
+        fields = {k: v for k, v in sample.as_dict().items() if k not in ("t", "wall_s")}
+        self._log({"t": t, "event": "after_teardown", **fields}, t)
 
     def _prewarm(self) -> None:
         """Pay the detector's one-time costs (numpy's and LAPACK's code pages, ~2.5 MB of
         RSS here) before measuring, so that they do not read as the soak's growth."""
         prewarm(self.config.detector())
 
-    def _adapt(self, held: Any, session: EncoderSession, kbps: int) -> tuple[Any, EncoderSession]:
-        if not self.config.baseline and session.set_bitrate(kbps):
-            return held, session
-        self._stop_session(held, session)
-        return self._start_session(kbps)
+    def _adapt(self, kbps: int) -> None:
+        session = self._session
+        if not self.config.baseline and session is not None and session.set_bitrate(kbps):
+            return
+        self._end_session()
+        self._begin_session(kbps)
 
     def _pace(self, started: float, t: float) -> None:
         behind = time.monotonic() - started - t
@@ -303,25 +396,35 @@ class SoakRunner:
         elif behind < 0:
             time.sleep(-behind)
 
-    def _one_frame(
-        self, session: EncoderSession, index: int, references: ReferenceTracker | None
-    ) -> None:
+    def _one_frame(self, index: int, references: ReferenceTracker | None) -> bool:
+        """Encode frame `index`; False when the encoder failed (the frame is lost)."""
         enc = self.config.encoder
-        if self.config.baseline:
-            image = np.empty((enc.height * 3 // 2, enc.width), np.uint8)  # a new buffer a frame
-            self.source.draw(image, index)
-            packets = session.encode(av.VideoFrame.from_ndarray(image, format="yuv420p"))
-        else:
-            try:
-                lease = self.staging.acquire(enc.width, enc.height)
-            except StagingBudgetExceeded:
-                self.state.dropped_memory += 1
-                return
-            try:
-                self.source.draw(lease.array, index)
-                packets = session.encode(lease.frame)
-            finally:
-                lease.release(fence=session.fence())
+        session = self._session
+        assert session is not None
+        try:
+            if self.config.baseline:
+                image = np.empty((enc.height * 3 // 2, enc.width), np.uint8)  # new every frame
+                self.source.draw(image, index)
+                packets = session.encode(av.VideoFrame.from_ndarray(image, format="yuv420p"))
+            else:
+                try:
+                    lease = self.staging.acquire(enc.width, enc.height)
+                except MemoryError as exc:  # over the budget, or the allocator refused
+                    self.state.dropped_memory += 1
+                    if not isinstance(exc, StagingBudgetExceeded):
+                        self._fault("staging", str(exc), index / enc.fps)
+                    return True
+                try:
+                    self.source.draw(lease.array, index)
+                    packets = session.encode(lease.frame)
+                finally:
+                    lease.release(fence=session.fence())
+        except EncoderError as exc:
+            self.state.dropped_error += 1
+            self.state.errors_in_a_row += 1
+            self._fault("encoder", str(exc), index / enc.fps)
+            return False
+        self.state.errors_in_a_row = 0
         self.state.frames += 1
         self.state.bytes_out += sum(p.size for p in packets)
         if references is not None:
@@ -329,11 +432,20 @@ class SoakRunner:
             self.state.reference_peak = max(self.state.reference_peak, references.reference_bytes)
         if self._leak_per_frame:
             self._leaked.append(b"\x01" * self._leak_per_frame)
+        return True
 
-    def _sample(self, t: float, started: float, references: ReferenceTracker | None) -> None:
-        reading = probes.read()
+    def _pool_event(self, event: str, detail: Any) -> None:
+        if event == "open_retry":  # survived, but the user should hear of a session cap
+            self._fault("open", str(detail), self.state.frames / self.config.encoder.fps)
+
+    def _request_sample(self, t: float, references: ReferenceTracker | None) -> None:
+        """Ask the sampler for a reading, with what the pools hold now; the reading comes
+        back through `_collect` (a slow probe costs this sample, never a frame)."""
         pool = self.pool.stats()
         staging = self.staging.stats()
+        if staging["allocation_failures"] and "staging" not in self.state.faults:
+            self._fault("staging", f"{self.staging.last_allocation_error}; retried after "
+                        "freeing idle buffers", t)  # fmt: skip
         ledger: dict[str, int | None] = {
             "sessions_active": int(pool["in_use"]) if not self.config.baseline else 1,
             "sessions_idle": int(pool["idle"]) if not self.config.baseline else 0,
@@ -344,7 +456,24 @@ class SoakRunner:
             "frames_dropped_memory": self.state.dropped_memory,
             "frames_late": self.state.late,
         }
-        sample = Sample.from_reading(reading, t=t, wall_s=time.monotonic() - started, **ledger)
+        assert self.sampler is not None
+        if not self.sampler.request((t, time.monotonic() - self._started, ledger)):
+            self.state.samples_skipped += 1
+
+    def _collect(self, settle: bool = False) -> None:
+        """Take in the readings that finished (with `settle`, wait for the one in flight)."""
+        assert self.sampler is not None
+        for done in self.sampler.settle() if settle else self.sampler.poll():
+            t, wall_s, ledger = done.context
+            if done.reading is None:
+                self._fault("probe", done.error or "no reading", t)
+            else:
+                self._take(done.reading, t, wall_s, ledger)
+
+    def _take(
+        self, reading: Reading, t: float, wall_s: float, ledger: dict[str, int | None]
+    ) -> None:
+        sample = Sample.from_reading(reading, t=t, wall_s=wall_s, **ledger)
         if self.tracker.metric is None:
             self.tracker.metric = choose_process_metric(sample)
         alert = self.tracker.add(sample)
@@ -352,11 +481,9 @@ class SoakRunner:
         if value is not None and self._points < self._series.shape[1]:
             self._series[:, self._points] = (t, value)
             self._points += 1
-        if self.log is not None:
-            self.log.sample(sample)
-            if alert is not None:
-                self.log.write(alert.as_dict())
+        self._log(sample.as_dict(), t)
         if alert is not None:
+            self._log(alert.as_dict(), t)
             self.state.alerts.append(alert)
         self.state.last_sample = sample
         if self.on_sample is not None:
@@ -405,6 +532,7 @@ class SoakRunner:
             "fps": state.frames / self.wall_s if self.wall_s > 0 else None,
             "bytes_out": state.bytes_out,
             "frames_dropped_memory": state.dropped_memory,
+            "frames_dropped_error": state.dropped_error,
             "frames_late": state.late,
             "metric": self.tracker.metric,
             "peak_bytes": trend.peak_bytes,
@@ -425,8 +553,15 @@ class SoakRunner:
             "after_teardown_bytes": (
                 self.after_teardown.get(self.tracker.metric or "") if self.after_teardown else None
             ),
-            "interrupted": state.stop_reason,
+            "interrupted": state.stop_reason if state.failure is None else None,
+            "failure": state.failure,
+            "faults": {
+                kind: {k: v for k, v in entry.items() if k != "last"}
+                for kind, entry in state.faults.items()
+            },
             "samples": len(self.times),
+            "samples_skipped": state.samples_skipped,
+            "log_error": self.log.error if self.log is not None else None,
         }
         result["growth_threshold_bytes_per_hour"] = (
             cfg.criteria.max_growth_bytes_per_hour / cfg.time_scale
@@ -464,6 +599,8 @@ def judge(
          result["frames_dropped_memory"] <= criteria.max_frames_dropped_memory),
         ("reference frames", references, f"< {criteria.max_reference_bytes}",
          references is None or references < criteria.max_reference_bytes),
+        ("run completed", result.get("failure") or "yes", "no fatal fault",
+         not result.get("failure")),
     ]  # fmt: skip
     return [
         {"name": name, "measured": measured, "threshold": threshold, "passed": bool(passed)}

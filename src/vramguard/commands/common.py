@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
 from vramguard.report import summary_rows
 from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.sampler import DEFAULT_TIME_LIMIT_S
 from vramguard.trend import DetectorConfig
 from vramguard.units import parse_duration, parse_size
 
@@ -121,6 +123,23 @@ def add_metrics_arguments(parser: Any) -> None:
                         help="serve Prometheus metrics on this port (0: any free one)")  # fmt: skip
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
                         help="address to bind the metrics server (default 127.0.0.1)")  # fmt: skip
+
+
+def add_probe_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--probe-time-limit", type=duration, default=DEFAULT_TIME_LIMIT_S, metavar="DURATION",
+        help="wall time a probe reading may take before it is reported as hung and its sample "
+        "skipped (default 10s); encoding and sampling never wait longer",
+    )  # fmt: skip
+
+
+def fault_printer(console: Console) -> Callable[[str, str], None]:
+    """An on_fault callback: one yellow line on stderr for each kind of fault, once."""
+
+    def show(kind: str, message: str) -> None:
+        console.print(f"[yellow]vramguard: {kind} fault[/]: {escape(message)} (reported once)")
+
+    return show
 
 
 def start_exporter(args: argparse.Namespace) -> MetricsExporter | None:

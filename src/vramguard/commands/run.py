@@ -23,8 +23,10 @@ from vramguard.commands.common import (
     add_detector_arguments,
     add_log_arguments,
     add_metrics_arguments,
+    add_probe_arguments,
     detector_config,
     duration,
+    fault_printer,
     open_log,
     print_result,
     start_exporter,
@@ -50,6 +52,7 @@ def add_parser(subparsers: Any) -> None:
     add_log_arguments(parser)
     add_detector_arguments(parser)
     add_metrics_arguments(parser)
+    add_probe_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS")
     parser.set_defaults(run=run)
 
@@ -104,7 +107,10 @@ def _supervise(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     tracker = MemoryTracker(metric=args.metric, detector_config=detector_config(args))
-    monitor = Monitor(child.pid, tracker, log, announce, export_to(exporter))
+    monitor = Monitor(
+        child.pid, tracker, log, announce, export_to(exporter),
+        time_limit_s=args.probe_time_limit, on_fault=fault_printer(console),
+    )  # fmt: skip
     try:
         while child.poll() is None:
             try:
@@ -117,6 +123,7 @@ def _supervise(
                 continue
         returncode = child.wait()
     finally:
+        monitor.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     trend = monitor.verdict(detector_config(args), args.budget)

@@ -4,7 +4,8 @@ A bare `vramguard soak` encodes one minute of 1080p H.264 stream and judges it. 
 option is stream time (frames / fps); `--realtime` paces frames at --fps. The plan's flag
 names are accepted: `--log-gpu-memory [FILE]` for --log and `--gpu-memory-sample-interval`
 for --sample-interval. Exit 0 within the criteria, 1 otherwise, 2 bad input; 128 + the
-signal when SIGINT or SIGTERM stopped it (after the result and a complete log).
+signal when SIGINT or SIGTERM stopped it (after the result and a complete log). A fault the
+run cannot go on after (no encoder opens mid-run) ends it with the result written and exit 1.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vramguard import probes
 from vramguard.commands.common import (
     add_metrics_arguments,
+    add_probe_arguments,
     argument_type,
     check_writable,
     duration,
+    fault_printer,
     positive_int,
     ratio,
     size,
@@ -98,6 +102,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
     add_metrics_arguments(parser)
+    add_probe_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -122,6 +127,7 @@ def build_config(args: argparse.Namespace) -> SoakConfig:
         reconnect_every_s=args.reconnect_every, baseline=args.baseline,
         max_sessions=args.max_sessions, reference_budget_bytes=args.reference_budget,
         staging_budget_bytes=args.staging_budget, detector_window_s=args.window,
+        probe_time_limit_s=args.probe_time_limit,
         criteria=Criteria(max_peak_bytes=args.max_peak, max_growth_bytes_per_hour=args.max_growth,
                           min_reuse_rate=args.min_reuse),
     )  # fmt: skip
@@ -198,7 +204,7 @@ def _run_with_progress(
             status += " [red]LEAK[/]"
         progress.update(task, completed=sample.t, status=status)
 
-    runner = SoakRunner(config, log, on_sample)
+    runner = SoakRunner(config, log, on_sample, on_fault=fault_printer(console))
     previous = {}
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -271,6 +277,10 @@ def print_soak(result: dict[str, Any]) -> None:
     ]
     for key, value in extra:
         console.print(f"  {key}: {value}")
+    for kind, fault in (result.get("faults") or {}).items():
+        first = format_duration(fault["first_t"])
+        console.print(f"  [yellow]{kind} fault[/] x{fault['count']} (first at {first}): "
+                      f"{escape(fault['message'])}")  # fmt: skip
 
 
 def _write_html(path: str, runner: SoakRunner, result: dict[str, Any], force: bool) -> None:

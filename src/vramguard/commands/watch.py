@@ -22,8 +22,10 @@ from vramguard.commands.common import (
     add_detector_arguments,
     add_log_arguments,
     add_metrics_arguments,
+    add_probe_arguments,
     detector_config,
     duration,
+    fault_printer,
     open_log,
     pid_argument,
     print_result,
@@ -63,6 +65,7 @@ def add_parser(subparsers: Any) -> None:
     add_log_arguments(parser)
     add_detector_arguments(parser)
     add_metrics_arguments(parser)
+    add_probe_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -109,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     metric = args.metric or (None if args.pid is not None else "device_used_bytes")
     tracker = MemoryTracker(metric=metric, detector_config=detector_config(args))
     exporter = start_exporter(args)
-    monitor = Monitor(pid, tracker, log, alerts.append, export_to(exporter))
+    monitor = Monitor(pid, tracker, log, alerts.append, export_to(exporter),
+                      time_limit_s=args.probe_time_limit,
+                      on_fault=fault_printer(Console(stderr=True)))  # fmt: skip
     try:
         try:
             monitor.sample()
@@ -123,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.result(result)
     finally:
+        monitor.close()
         if exporter is not None:
             exporter.close()
         if log is not None:

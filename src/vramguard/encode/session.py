@@ -21,6 +21,7 @@ import av
 import av.logging
 from av.video.frame import PictureType
 
+from vramguard import faults
 from vramguard.encode.backends import candidates, check_explicit, encoder_options, family_of
 from vramguard.encode.config import EncoderConfig
 
@@ -86,7 +87,12 @@ def _open_context(name: str, config: EncoderConfig) -> Any:
         try:
             with av.logging.Capture() as logs:
                 try:
-                    ctx.open()
+                    faults.session_opened()  # test-only seam: a hardware session cap
+                    try:
+                        ctx.open()
+                    except Exception:
+                        faults.session_closed()
+                        raise
                 except Exception as exc:
                     raise EncoderUnavailable(_ffmpeg_reason(exc, logs)) from None
         finally:
@@ -181,6 +187,7 @@ class EncoderSession:
         self._pts += 1
         frame.pict_type = PictureType.I if self._force_keyframe else PictureType.NONE
         try:
+            faults.hit("encode")  # test-only seam: the device lost mid-stream
             packets: list[Packet] = ctx.encode(frame)
         except Exception as exc:
             self._failure = str(exc) or type(exc).__name__
@@ -256,5 +263,6 @@ class EncoderSession:
             packets = self._end_stream(ctx)
         self._last_converted = None
         self._ctx = None
+        faults.session_closed()
         del ctx  # the last reference: FFmpeg frees the context now
         return packets

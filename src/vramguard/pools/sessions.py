@@ -9,7 +9,9 @@ allows 8 NVENC sessions per system), `max_idle`, `idle_ttl_s`, and the `timeout`
 
 Lifecycle of a session: opened -> leased -> released (drained, checked, idle) -> leased
 again (starting with a keyframe) ... -> closed when it expires, is evicted for room, fails
-its check, raised while leased (invalidated) or the pool closes.
+its check, raised while leased (invalidated) or the pool closes. An open that fails while
+idle sessions are held closes them and tries once more (a hardware session cap counts idle
+sessions); a second failure goes to the caller, with the pool's counts balanced.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class _Counts:
     failed_checks: int = 0
     waits: int = 0
     timeouts: int = 0
+    open_failures: int = 0
 
 
 class SessionPool:
@@ -207,7 +210,7 @@ class SessionPool:
 
     def _open_new(self, config: EncoderConfig) -> Lease:
         try:
-            session = self._open(config)
+            session = self._open_or_make_room(config)
         except BaseException:
             with self._lock:
                 self._opening -= 1
@@ -219,6 +222,29 @@ class SessionPool:
             self._leased.add(id(session))
         self._emit("create", session)
         return Lease(self, session, config, reused=False)
+
+    def _open_or_make_room(self, config: EncoderConfig) -> Any:
+        """Open a session; when that fails and idle sessions are held, close them and try
+        once more: a hardware cap (NVENC's concurrent sessions) counts idle sessions too."""
+        try:
+            return self._open(config)
+        except Exception as exc:
+            first = str(exc) or type(exc).__name__
+            with self._lock:
+                self._counts.open_failures += 1
+                idle, self._idle = self._idle, []
+                self._counts.evicted += len(idle)
+            if not idle:
+                raise
+        self._close_all([i.session for i in idle])
+        try:
+            session = self._open(config)
+        except Exception:
+            with self._lock:
+                self._counts.open_failures += 1
+            raise
+        self._emit("open_retry", f"{first}; opened after closing {len(idle)} idle sessions")
+        return session
 
     def _expire(self) -> list[Any]:
         now = self._clock()
@@ -302,6 +328,7 @@ class SessionPool:
                 "failed_checks": counts.failed_checks,
                 "waits": counts.waits,
                 "timeouts": counts.timeouts,
+                "open_failures": counts.open_failures,
                 "in_use": len(self._leased),
                 "idle": len(self._idle),
                 "reuse_rate": counts.reused / counts.acquisitions if counts.acquisitions else 0.0,

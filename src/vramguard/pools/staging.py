@@ -7,7 +7,9 @@ released with a `fence` (a callable that says when the encoder has let go of it)
 handed out again until the fence clears. Idle buffers are freed after `reclaim_after_s`
 (checked on each acquire and by `reclaim()`). Over the budget, the pool first purges idle
 buffers and only then refuses, with `StagingBudgetExceeded` (a MemoryError); the caller
-counts that frame as dropped for memory.
+counts that frame as dropped for memory. An allocation the allocator refuses (cudaMalloc
+out of memory) frees the idle buffers and is tried once more before it fails with
+`StagingAllocationFailed`, also a MemoryError: that frame is dropped for memory too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import av
 
+from vramguard import faults
 from vramguard.heap import trim_heap
 from vramguard.pools.allocators import Allocator, Buffer, HostAllocator
 
@@ -41,6 +44,10 @@ class StagingError(RuntimeError):
 
 class StagingBudgetExceeded(MemoryError):
     """The budget cannot hold another buffer even after purging idle ones."""
+
+
+class StagingAllocationFailed(MemoryError):
+    """The allocator (host or device) refused a buffer even after idle ones were freed."""
 
 
 def frame_bytes(width: int, height: int, pix_fmt: str) -> int:
@@ -140,7 +147,10 @@ class StagingPool:
         self._idle_bytes = 0
         self._fenced_bytes = 0
         self._peak = 0
-        self._counts = {"allocations": 0, "reuses": 0, "reclaims": 0, "purges": 0, "refusals": 0}
+        self.last_allocation_error: str | None = None
+        self._counts = dict.fromkeys(
+            ("allocations", "reuses", "reclaims", "purges", "refusals", "allocation_failures"), 0
+        )
 
     # -- leasing --------------------------------------------------------------------------
 
@@ -174,7 +184,7 @@ class StagingPool:
         finally:
             self._free(freed)
         try:
-            slot = self._new_slot(key, nbytes)
+            slot = self._allocate(key, nbytes)
         except BaseException:
             with self._lock:
                 self._in_use_bytes -= nbytes
@@ -184,7 +194,29 @@ class StagingPool:
             self._lend(slot, nbytes)
         return StagingLease(self, slot, reused=False)
 
+    def _allocate(self, key: tuple[int, int, str], nbytes: int) -> _Slot:
+        """A new buffer; when the allocator runs out, idle buffers are freed and it is asked
+        once more, then StagingAllocationFailed (the caller drops the frame)."""
+        try:
+            return self._new_slot(key, nbytes)
+        except MemoryError as first:
+            with self._lock:
+                self._counts["allocation_failures"] += 1
+                self.last_allocation_error = str(first) or "out of memory"
+                purged = self._purge_locked()
+            self._free(purged)
+            try:
+                return self._new_slot(key, nbytes)
+            except MemoryError as exc:
+                with self._lock:
+                    self._counts["allocation_failures"] += 1
+                raise StagingAllocationFailed(
+                    f"cannot allocate a {key[0]}x{key[1]} {key[2]} staging buffer "
+                    f"({nbytes} bytes): {exc or first}"
+                ) from exc
+
     def _new_slot(self, key: tuple[int, int, str], nbytes: int) -> _Slot:
+        faults.hit("staging")  # test-only seam: the allocator out of memory
         buffer = self.allocator.allocate(nbytes)
         frame = None
         if buffer.host is not None:

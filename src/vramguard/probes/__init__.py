@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vramguard import faults
 from vramguard.probes.base import (
     FIELDS,
     PERMISSION_DENIED,
@@ -112,6 +113,7 @@ def read(pid: int | None = None, probes: Sequence[Probe] | None = None) -> Readi
 
     Raises NoSuchProcess when the process does not exist.
     """
+    faults.hit("probe")  # test-only seam: a probe that raises or hangs
     target = os.getpid() if pid is None else pid
     values: dict[str, int] = {}
     sources: dict[str, str] = {}
