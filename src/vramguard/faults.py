@@ -145,6 +145,13 @@ def session_closed() -> None:
             faults.open_sessions = max(0, faults.open_sessions - 1)
 
 
+def open_sessions() -> int | None:
+    """Encoder sessions open now, counted while faults are installed (else None): a run that
+    closed everything it opened ends at zero."""
+    faults = _active
+    return None if faults is None else faults.open_sessions
+
+
 def log_fails() -> bool:
     """Whether this log line is to fail half-written (the writer does the failing)."""
     faults = _active

@@ -124,6 +124,17 @@ class Sampler(Generic[C]):
                     return hung
                 self._wake.wait(min(remaining, 0.05))
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no reading is in flight (a hung one included); False on timeout."""
+        deadline = self._clock() + timeout_s
+        with self._lock:
+            while self._busy_since is not None:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return False
+                self._wake.wait(min(remaining, 0.05))
+        return True
+
     def settle(self) -> list[SampleResult[C]]:
         """Wait for the reading in flight (at most the rest of its time limit), then poll."""
         with self._lock:
