@@ -126,11 +126,9 @@ def test_an_open_that_keeps_failing_ends_the_run_cleanly(tmp_path: Path, inject:
     nothing_leaked(runner)
 
 
-def test_a_staging_allocation_that_fails_twice_drops_one_frame(
-    tmp_path: Path, inject: Any
-) -> None:
+def test_a_staging_allocation_that_fails_twice_drops_one_frame(tmp_path: Path, inject: Any) -> None:
     inject("staging@1*2")  # the retry after freeing idle buffers fails too
-    result, runner, heard, path = soak(tmp_path)
+    result, runner, heard, _ = soak(tmp_path)
     assert result["frames_dropped_memory"] == 1 and result["failure"] is None
     assert result["frames_encoded"] == 8 * 30 - 1
     missed = [c["name"] for c in result["criteria"] if not c["passed"]]
@@ -150,7 +148,7 @@ def test_a_staging_allocation_that_fails_once_is_retried_after_a_purge(inject: A
     lease.release()
     held[1].release()
     inject("staging@1*2")
-    with pytest.raises(StagingAllocationFailed, match="64x32 yuv420p.*cudaMalloc"):
+    with pytest.raises(StagingAllocationFailed, match=r"64x32 yuv420p.*cudaMalloc"):
         pool.acquire(64, 32)
     assert pool.stats()["in_use_bytes"] == 0
     pool.close()
