@@ -71,7 +71,10 @@ def test_an_injected_leak_fails_the_soak_and_is_named(tmp_path: Path) -> None:
     assert failed == ["growth per hour"]
 
 
-def test_sigterm_mid_soak_leaves_a_valid_log_and_a_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_soak_leaves_a_valid_log_and_a_result(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     log = tmp_path / "stopped.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vramguard", "soak", *SMALL, "--duration", "2h", "--log",
@@ -82,14 +85,36 @@ def test_sigterm_mid_soak_leaves_a_valid_log_and_a_result(tmp_path: Path) -> Non
     while not log.exists() or log.read_text().count("\n") < 50:
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + sig, err
     document = json.loads(out)
-    assert document["interrupted"] == "SIGTERM"
+    assert document["interrupted"] == sig.name
     written = read_log(log)
     assert written.warnings == []
-    assert written.result is not None and written.result["interrupted"] == "SIGTERM"
+    assert written.result is not None and written.result["interrupted"] == sig.name
+    assert written.result["frames_encoded"] > 0 and len(written.samples) >= 49
+
+
+def test_after_kill_9_the_soak_log_reads_up_to_its_last_whole_sample(tmp_path: Path) -> None:
+    log = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vramguard", "soak", *SMALL, "--duration", "2h", "--log",
+         str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not log.exists() or log.read_text().count("\n") < 30:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=30)
+    raw = log.read_bytes()
+    whole = raw[: raw.rfind(b"\n") + 1].decode().splitlines()
+    written = read_log(log)
+    assert written.result is None
+    assert len(written.samples) == sum(1 for line in whole[1:] if '"wall_s"' in line)
+    assert len(written.samples) >= 29
+    assert len(written.warnings) <= 1  # at most the line being written, torn
 
 
 def test_the_plans_flag_names_are_accepted(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,7 +29,9 @@ from vramguard import probes
 from vramguard.encode import EncoderConfig, open_encoder
 from vramguard.heap import trim_heap
 from vramguard.pools.sessions import SessionPool
+from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.soak import LEAK_SEAM_ENV, SyntheticSource
+from vramguard.tracker import Sample
 
 #: growth per cycle allowed before it counts as a leak, by metric
 ALLOWANCE_PER_CYCLE = {
@@ -68,11 +72,24 @@ def growth_per_cycle(values: list[float]) -> tuple[float, float, float] | None:
 
 
 class ChurnRunner:
+    """Runs the cycles; `stop()` (from a signal handler, say) ends it after the cycle in
+    progress, with a result. With a `log`, each cycle's sample is a log line (`cycle` beside
+    the sample's fields). Teardown: the cycle's session is closed, the pool closed, then the
+    caller writes the result and closes the log."""
+
     def __init__(
-        self, config: ChurnConfig, on_cycle: Callable[[int, dict[str, Any]], None] | None = None
+        self,
+        config: ChurnConfig,
+        on_cycle: Callable[[int, dict[str, Any]], None] | None = None,
+        log: SampleLogWriter | None = None,
     ) -> None:
         self.config = config
         self.on_cycle = on_cycle
+        self.log = log
+        self.stop_reason: str | None = None
+        self.log_error: str | None = None
+        self._stop = threading.Event()
+        self._started = time.monotonic()
         self.samples: list[dict[str, Any]] = []
         self._leak = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)
         self._kept: list[bytes] = []
@@ -90,6 +107,10 @@ class ChurnRunner:
                 self._kept.append(b"\x01" * self._leak)
         session.drain()
 
+    def stop(self, reason: str = "stopped") -> None:
+        self.stop_reason = reason
+        self._stop.set()
+
     def run(self) -> dict[str, Any]:
         enc = self.config.encoder
         ladder = (enc.bitrate_kbps, max(1, enc.bitrate_kbps // 2))
@@ -98,6 +119,8 @@ class ChurnRunner:
         frame = 0
         try:
             for cycle in range(self.config.cycles):
+                if self._stop.is_set():
+                    break
                 session = open_encoder(ceiling)  # 1. open, encode, drain, close
                 self.encoder_name = session.encoder
                 self._encode(session, frame)
@@ -120,6 +143,14 @@ class ChurnRunner:
         reading = probes.read()
         row = {"cycle": cycle, **{k: v for k, v in reading.values().items() if v is not None}}
         self.samples.append(row)
+        if self.log is not None and self.log_error is None:
+            elapsed = time.monotonic() - self._started
+            line = {**Sample.from_reading(reading, t=elapsed, wall_s=elapsed).as_dict(),
+                    "cycle": cycle}  # fmt: skip
+            try:
+                self.log.write(line)
+            except LogError as exc:  # the churn goes on; the result says so
+                self.log_error = str(exc)
         if self.on_cycle is not None:
             self.on_cycle(cycle, row)
 
@@ -155,6 +186,8 @@ class ChurnRunner:
             "metrics": metrics,
             "sessions_created": pool_stats["created"] + len(self.samples),
             "pool_reuse_rate": pool_stats["reuse_rate"],
+            "interrupted": self.stop_reason,
+            "log_error": self.log_error,
         }
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vramguard import probes
 from vramguard.churn import ChurnConfig, ChurnRunner, valgrind_churn
-from vramguard.commands.common import argument_type, positive_int
+from vramguard.commands.common import add_log_arguments, argument_type, open_log, positive_int
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError
@@ -34,6 +38,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--resolution", type=argument_type(parse_resolution), default=(640, 360))
     parser.add_argument("--bitrate", type=positive_int, default=2000)
     parser.add_argument("--json", action="store_true")
+    add_log_arguments(parser)
     parser.add_argument("--valgrind", action="store_true",
                         help="run a short churn under valgrind memcheck instead")  # fmt: skip
     parser.set_defaults(run=run)
@@ -50,17 +55,41 @@ def run(args: argparse.Namespace) -> int:
         return _valgrind(args)
     if args.cycles < 4:
         raise UsageError("--cycles must be at least 4 (a few to warm up, the rest to judge)")
+    config = ChurnConfig(encoder, args.cycles, args.frames)
+    log = open_log(args, source={"command": "churn", "argv": sys.argv[1:]},
+                   config={"codec": args.codec, "cycles": args.cycles, "frames": args.frames,
+                           "resolution": f"{width}x{height}"})  # fmt: skip
     try:
-        result = ChurnRunner(ChurnConfig(encoder, args.cycles, args.frames)).run()
-    except (EncoderUnavailable, EncoderError) as exc:
-        raise UsageError(str(exc)) from None
+        result = _run_stoppable(ChurnRunner(config, log=log))
+        if log is not None:
+            log.result(result)
     finally:
+        if log is not None:
+            log.close()
         probes.close()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print(result)
+    if result["interrupted"]:
+        return 128 + signal.Signals[result["interrupted"]].value
     return 1 if result["verdict"] == "leak" else 0
+
+
+def _run_stoppable(runner: ChurnRunner) -> dict[str, Any]:
+    """The churn, with SIGINT and SIGTERM ending it after the cycle in progress."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        runner.stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return runner.run()
+    except (EncoderUnavailable, EncoderError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _valgrind(args: argparse.Namespace) -> int:
@@ -86,7 +115,10 @@ def _print(result: dict[str, Any]) -> None:
     colour = {"leak": "red", "stable": "green"}.get(result["verdict"], "yellow")
     console.print(f"[bold {colour}]{result['verdict']}[/]: {result['cycles']} cycles of "
                   f"{result['codec']} on {result['encoder']} (first {result['warmup_cycles']} "
-                  "to warm up)")  # fmt: skip
+                  "to warm up)" + (f" [yellow](interrupted by {result['interrupted']})[/]"
+                                   if result["interrupted"] else ""))  # fmt: skip
+    if result["log_error"]:
+        console.print(f"[yellow]log: {escape(result['log_error'])}[/]")
     table = Table()
     for column in ("metric", "first", "last", "growth per cycle (95% CI)", "allowed", ""):
         table.add_column(column)

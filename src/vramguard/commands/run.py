@@ -2,17 +2,21 @@
 
 The command starts from its argument vector, never through a shell, in its own process
 group; SIGINT and SIGTERM sent to vramguard are forwarded to it once, and sampling goes on
-until it exits. Exit code: the command's own when non-zero (128 + signal when a signal
-ended it), else 1 for a leak and 0 otherwise.
+until it exits; if it has not within --kill-after (or a second signal comes), its process
+group is killed with SIGKILL. It is always reaped. Exit code: the command's own when
+non-zero (128 + signal when a signal ended it), else 1 for a leak and 0 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -53,8 +57,19 @@ def add_parser(subparsers: Any) -> None:
     add_detector_arguments(parser)
     add_metrics_arguments(parser)
     add_probe_arguments(parser)
+    parser.add_argument(
+        "--kill-after", type=duration, default=10.0, metavar="DURATION",
+        help="after forwarding SIGINT or SIGTERM, SIGKILL the command's process group if it "
+        "has not exited within this time (default 10s; a second signal kills at once)",
+    )  # fmt: skip
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS")
     parser.set_defaults(run=run)
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the command and everything in its process group."""
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(child.pid, signal.SIGKILL)
 
 
 def _exit_code_of(returncode: int) -> int:
@@ -97,9 +112,17 @@ def _supervise(
     console: Console,
     exporter: MetricsExporter | None,
 ) -> int:
+    stopping: list[tuple[float, str]] = []  # when the first signal came, and which
+    killed: list[bool] = []
+
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
+        if child.poll() is not None:
+            return
+        if stopping:  # a second signal: no more waiting
+            _kill(child)
+            return
+        stopping.append((time.monotonic(), signal.Signals(signum).name))
+        child.send_signal(signum)
 
     def announce(alert: LeakAlert) -> None:
         console.print(f"[bold red]leak alert[/] at {alert.t:.0f}s: {alert.reason}; "
@@ -117,8 +140,17 @@ def _supervise(
                 monitor.sample()
             except probes.NoSuchProcess:
                 break
+            wait = args.interval
+            if stopping and not killed:
+                left = stopping[0][0] + args.kill_after - time.monotonic()
+                if left <= 0:
+                    print(f"vramguard: {argv[0]} did not exit within {args.kill_after:g}s "
+                          f"of {stopping[0][1]}: killed", file=sys.stderr)  # fmt: skip
+                    _kill(child)
+                    killed.append(True)
+                wait = max(0.0, min(wait, left))
             try:
-                child.wait(timeout=args.interval)
+                child.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 continue
         returncode = child.wait()
