@@ -188,7 +188,7 @@ class SampleLog:
         chosen = name or self.default_metric
         if chosen is None or chosen not in self.series:
             known = ", ".join(sorted(self.series)) or "none"
-            what = f"metric {chosen!r}" if chosen else "a memory metric"
+            what = f"metric {chosen!r}" if chosen else "memory metric"
             raise LogError(f"{self.path} has no {what} (it has: {known})")
         return chosen, self.series[chosen]
 
@@ -212,7 +212,7 @@ def read_log(path: str | os.PathLike[str]) -> SampleLog:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LogError(f"{file}: not UTF-8 text (byte {exc.start})") from None
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):
         return _read_jsonl(str(file), text)
     return _read_nvidia_smi(str(file), text)
 
@@ -280,23 +280,46 @@ def _check_header(path: str, record: dict[str, Any], log: SampleLog) -> None:
 
 
 _NUMERIC_TYPES = {int, float, type(None)}
+_TIMES = ("t", "wall_s")
 
 
 def _column(
     path: str, records: list[dict[str, Any]], numbers: list[int], name: str, required: bool = False
 ) -> npt.NDArray[np.float64]:
-    """One field of every sample as floats; NaN where absent or null. Anything that is not
-    a number (a string, a boolean, an object) is a LogError naming the line."""
+    """One field of every sample as floats; NaN where absent or null. Anything else that is
+    not a finite number (a string, a boolean, an object, NaN, Infinity, 1e400), and a size
+    or count below zero, is a LogError naming the line."""
     values = [r.get(name) for r in records]
-    if all(type(v) in _NUMERIC_TYPES for v in values):
-        column = np.array(values, dtype=np.float64)
-        if not required or np.isfinite(column).all():
-            return column
+    try:
+        if all(type(v) in _NUMERIC_TYPES for v in values):
+            column = np.array(values, dtype=np.float64)
+            gaps = np.flatnonzero(~np.isfinite(column))
+            nulls_only = not required and all(values[i] is None for i in gaps)
+            if (len(gaps) == 0 or nulls_only) and (name in _TIMES or not (column < 0).any()):
+                return column
+    except OverflowError:  # an integer too big for a float
+        pass
     for value, number in zip(values, numbers, strict=True):
-        finite = isinstance(value, int | float) and math.isfinite(value)
-        if type(value) not in _NUMERIC_TYPES or (required and not finite):
-            raise LogError(f"{path}: line {number}: {name!r} is not a number")
+        problem = _problem(value, name, required)
+        if problem is not None:
+            raise LogError(f"{path}: line {number}: {name!r} {problem}")
     raise AssertionError("unreachable: a bad value was found above")
+
+
+def _problem(value: Any, name: str, required: bool) -> str | None:
+    if value is None:
+        return "is missing" if required else None
+    if type(value) not in _NUMERIC_TYPES:
+        return "is not a number"
+    try:
+        number = float(value)
+    except OverflowError:
+        return "is out of range"
+    if not math.isfinite(number):
+        return "is not a finite number"
+    if number < 0 and name not in _TIMES:
+        return "is negative"
+    return None
 
 
 _HEADER_UNIT = re.compile(r"^(.*?)\s*\[([A-Za-z]+)\]\s*$")
@@ -318,6 +341,8 @@ def _parse_bytes(text: str, unit: str) -> float:
         return math.nan
     parts = text.split()
     value = float(parts[0])
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"not a size: {text!r}")
     if len(parts) > 1:
         unit = parts[1]
     multiplier = _UNITS.get(unit.lower())
@@ -385,8 +410,8 @@ def _collect_csv(
     position = 0
     for offset, row in enumerate(body):
         number = start_line + offset
-        if len(row) < len(column):
-            if offset == len(body) - 1:
+        if len(row) != len(column):
+            if offset == len(body) - 1 and len(row) < len(column):
                 continue  # a torn last line
             raise LogError(f"{path}: line {number} has {len(row)} columns, not {len(column)}")
         try:
