@@ -29,7 +29,7 @@ import numpy as np
 
 from vramguard.encode import EncoderConfig, open_encoder
 from vramguard.pools.references import ReferencePolicy
-from vramguard.soak import SyntheticSource
+from vramguard.sources import make_source
 from vramguard.units import parse_duration
 
 MB = 1e6
@@ -43,13 +43,13 @@ def soak(*args: str) -> dict[str, Any]:
     return result
 
 
-def bare_loop(frames: int, width: int, height: int, fps: int) -> float:
+def bare_loop(frames: int, width: int, height: int, fps: int, source_name: str) -> float:
     """fps of a plain PyAV loop: one reused frame, the same source, the same options."""
     config = EncoderConfig("h264", width, height, fps, 5000, encoder="libx264")
     policy = ReferencePolicy.for_config(config, encoder="libx264")
     session = open_encoder(EncoderConfig("h264", width, height, fps, 5000, encoder="libx264",
                                          options=policy.encoder_options()))  # fmt: skip
-    source = SyntheticSource(width, height)
+    source = make_source(source_name, width, height, fps)
     image = np.empty((height * 3 // 2, width), np.uint8)
     frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
     began = time.perf_counter()
@@ -58,6 +58,7 @@ def bare_loop(frames: int, width: int, height: int, fps: int) -> float:
         session.encode(frame)
     seconds = time.perf_counter() - began
     session.close()
+    source.close()
     return frames / seconds
 
 
@@ -84,15 +85,31 @@ def main() -> None:
     parser.add_argument("--codecs", default="h264:1920x1080,av1:1920x1080,hevc:1280x720")
     parser.add_argument("--json", default=None)
     parser.add_argument("--speed-only", action="store_true", help="only the fps comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="speed rounds (median is shown)")
+    parser.add_argument("--no-speed", action="store_true", help="only the managed/baseline runs")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an encoder option for the managed runs (e.g. svtav1-params=...)",
+    )
     args = parser.parse_args()
     w, h = 1920, 1080
     seconds = args.frames / 60
-    speed = {
-        "soak": soak("--codec", "h264", "--encoder", "libx264", "--resolution", f"{w}x{h}",
-                     "--fps", "60", "--duration", f"{seconds}s", "--bitrate", "5000")["fps"],
-        "bare_pyav": bare_loop(args.frames, w, h, 60),
-        "ffmpeg_cli": ffmpeg_cli(args.frames, w, h, 60),
-    }  # fmt: skip
+    rounds: dict[str, list[float]] = {}
+    for _ in range(0 if args.no_speed else args.rounds):  # interleaved: the machine is noisy
+        for source in ("synthetic", "testsrc2"):
+            run = soak("--codec", "h264", "--encoder", "libx264", "--resolution", f"{w}x{h}",
+                       "--fps", "60", "--duration", f"{seconds}s", "--bitrate", "5000",
+                       "--source", source)  # fmt: skip
+            rounds.setdefault(f"soak {source}", []).append(run["fps"])
+            bare = bare_loop(args.frames, w, h, 60, source)
+            rounds.setdefault(f"bare_pyav {source}", []).append(bare)
+        cli = ffmpeg_cli(args.frames, w, h, 60)
+        if cli is not None:
+            rounds.setdefault("ffmpeg_cli testsrc2", []).append(cli)
+    speed = {name: float(np.median(values)) for name, values in rounds.items()}
     runs = []
     stream_s = parse_duration(args.stream)
     for item in [] if args.speed_only else args.codecs.split(","):
@@ -101,16 +118,21 @@ def main() -> None:
             extra = ("--baseline",) if baseline else ()
             churn = ("--bitrate-ladder", LADDER, "--adapt-every", "30s", "--reconnect-every", "2m")
             timing = ("--sample-interval", "1s", "--window", f"{stream_s / 3}s")
+            options = [] if baseline else [f"--encoder-option={o}" for o in args.option]
             runs.append(soak("--codec", codec, "--resolution", resolution, "--fps", str(args.fps),
                              "--duration", f"{stream_s}s", "--bitrate", "5000", *churn, *timing,
-                             *extra))  # fmt: skip
-    print(f"## Speed, {args.frames} frames of 1920x1080 H.264 (libx264) at 60 fps\n")
-    print("| loop | fps | vs bare PyAV |")
-    print("|---|---|---|")
-    for name, fps in speed.items():
-        shown = "not installed" if fps is None else f"{fps:.0f}"
-        ratio = "" if fps is None else f"{fps / speed['bare_pyav']:.2f}"
-        print(f"| {name} | {shown} | {ratio} |")
+                             *extra, *options))  # fmt: skip
+    if speed:
+        print(f"## Speed, {args.frames} frames of 1920x1080 H.264 (libx264) at 60 fps, median "
+              f"of {args.rounds} interleaved rounds\n")  # fmt: skip
+        print("| loop | source | fps | vs bare PyAV, same source | vs ffmpeg CLI |")
+        print("|---|---|---|---|---|")
+        cli = speed.get("ffmpeg_cli testsrc2")
+        for name, fps in speed.items():
+            loop, source = name.split(" ")
+            bare = speed[f"bare_pyav {source}"]
+            versus = f"{fps / cli:.2f}" if cli else "n/a"
+            print(f"| {loop} | {source} | {fps:.0f} | {fps / bare:.2f} | {versus} |")
     print(f"\n## Managed against baseline, {args.stream} of stream at {args.fps} fps, ladder "
           f"{LADDER} kbps every 30 s, reconnect every 2 min\n")  # fmt: skip
     print("| codec | run | encoder | peak RSS | growth | reuse | sessions | dropped | verdict |")

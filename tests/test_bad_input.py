@@ -54,6 +54,10 @@ matrix(["soak"], "--min-reuse", {"1.5": "invalid ratio '1.5'", "-0.1": "invalid 
 matrix(["soak"], "--metrics-port", PORTS)
 CASES += [
     (["soak", "--codec", "vp9"], "invalid choice: 'vp9'"),
+    (["soak", "--source", "smpte"], "invalid choice: 'smpte'"),
+    (["soak", "--encoder-option", "preset"], "invalid encoder option 'preset'"),
+    (["soak", "-x", "=fast"], "invalid encoder option '=fast'"),
+    (["soak", "-x", "preset="], "invalid encoder option 'preset='"),
     (["soak", "--encoder", "h264_magic"], "h264_magic"),
     (["soak", "--codec", "hevc", "--encoder", "libx264"], "libx264"),
     (["soak", "--adapt-every", "30s"], "--adapt-every needs --bitrate-ladder"),

@@ -30,7 +30,8 @@ from vramguard.encode import EncoderConfig, open_encoder
 from vramguard.heap import trim_heap
 from vramguard.pools.sessions import SessionPool
 from vramguard.samplelog import LogError, SampleLogWriter
-from vramguard.soak import LEAK_SEAM_ENV, SyntheticSource
+from vramguard.soak import LEAK_SEAM_ENV
+from vramguard.sources import SyntheticSource
 from vramguard.tracker import Sample
 
 #: growth per cycle allowed before it counts as a leak, by metric

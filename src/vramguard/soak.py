@@ -21,9 +21,9 @@ written and the criterion "run completed" missed. See docs/reliability.md.
 
 Teardown order, at the end, on a stop request or a fatal fault: the session in use is
 released (invalidated if it failed); the session pool is closed (its idle sessions closed,
-the heap trimmed); the staging pool is closed (buffers freed); the reading in flight is
-awaited (within its time limit); a last reading after teardown is taken; the sampler is
-stopped; then the caller writes the result and closes the log.
+the heap trimmed); the staging pool is closed (buffers freed); the source is closed; the
+reading in flight is awaited (within its time limit); a last reading after teardown is
+taken; the sampler is stopped; then the caller writes the result and closes the log.
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ from vramguard.pools.staging import StagingBudgetExceeded, StagingPool, frame_by
 from vramguard.probes import Reading
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
+from vramguard.sources import SyntheticSource, make_source
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
+
+__all__ = ["Criteria", "SoakConfig", "SoakRunner", "SyntheticSource", "judge"]
 
 MB = 10**6
 #: test-only seam: bytes kept per frame, to prove a leak makes the soak fail (not a user flag)
@@ -93,6 +96,7 @@ class SoakConfig:
     detector_window_s: float | None = None  # default: a third of the duration, at most 8 h
     probe_time_limit_s: float = DEFAULT_TIME_LIMIT_S  # wall seconds a reading may take
     max_encoder_errors: int = 3  # encoder failures in a row (no good frame between) that end it
+    source: str = "synthetic"  # or "testsrc2" (FFmpeg's pattern): see vramguard.sources
     criteria: Criteria = field(default_factory=Criteria)
 
     @property
@@ -122,24 +126,6 @@ class SoakConfig:
             min(ladder_pass, self.duration_s / 2),
         )
         return replace(scaled, warmup_s=warmup)
-
-
-class SyntheticSource:
-    """Moving test pictures drawn straight into an I420 buffer: cheap, and never still."""
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self._ramp = (np.arange(width + 512) % 256).astype(np.uint8)
-        self._box = max(16, min(width, height) // 6)
-
-    def draw(self, target: npt.NDArray[np.uint8], index: int) -> None:
-        w, h = self.width, self.height
-        shift = (3 * index) % 256
-        target[:h] = self._ramp[shift : shift + w]  # stripes that slide to the left
-        x = (7 * index) % max(1, w - self._box)
-        y = (5 * index) % max(1, h - self._box)
-        target[y : y + self._box, x : x + self._box] = 235  # a box that moves
-        target[h:] = 128 + (index % 64) - 32  # chroma that drifts
 
 
 @dataclass
@@ -197,7 +183,7 @@ class SoakRunner:
         self.after_teardown: Sample | None = None
         self.final_trend: Trend | None = None  # the verdict's trend, once result() ran
         enc = config.encoder
-        self.source = SyntheticSource(enc.width, enc.height)
+        self.source = make_source(config.source, enc.width, enc.height, enc.fps)
         ladder = config.ladder_kbps or (enc.bitrate_kbps,)
         self.pool = SessionPool(
             self._open,
@@ -321,6 +307,7 @@ class SoakRunner:
             self._end_session()
             self.pool.close()
             self.staging.close()
+            self.source.close()
             if not cfg.baseline:
                 trim_heap()
             self._collect(settle=True)

@@ -43,6 +43,7 @@ from vramguard.exporter import MetricsExporter
 from vramguard.report import html_page, plot_png, write_new
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.soak import Criteria, SoakConfig, SoakRunner
+from vramguard.sources import SOURCES
 from vramguard.tracker import Sample
 from vramguard.units import format_bytes, format_duration, parse_resolution
 
@@ -60,6 +61,13 @@ def _ladder(text: str) -> tuple[int, ...]:
     return rungs
 
 
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value:
+        raise ValueError(f"invalid encoder option {text!r}: use KEY=VALUE, e.g. preset=veryfast")
+    return key.strip(), value
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "soak",
@@ -70,6 +78,12 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--codec", default="h264", choices=CODECS)
     parser.add_argument("--encoder", default="auto", help="auto, or an FFmpeg encoder name")
+    parser.add_argument(
+        "--encoder-option", "-x", dest="encoder_options", action="append",
+        type=argument_type(_option), default=[], metavar="KEY=VALUE",
+        help="an FFmpeg option for the encoder, over vramguard's own (repeatable; e.g. "
+        "svtav1-params=pred-struct=1:rc=2:lp=1)",
+    )  # fmt: skip
     parser.add_argument("--bitrate", type=positive_int, default=5000, help="kbps (default 5000)")
     parser.add_argument("--resolution", type=argument_type(parse_resolution), default=(1920, 1080))
     parser.add_argument("--fps", type=positive_int, default=60)
@@ -85,6 +99,11 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="overwrite --log/--html files")
     parser.add_argument("--realtime", action="store_true", help="pace frames at --fps")
+    parser.add_argument(
+        "--source", default="synthetic", choices=SOURCES,
+        help="test pictures: synthetic (every pixel moves: the encoder's worst case) or "
+        "testsrc2 (FFmpeg's pattern, as `ffmpeg -f lavfi -i testsrc2` encodes it)",
+    )  # fmt: skip
     parser.add_argument("--bitrate-ladder", type=argument_type(_ladder), default=None)
     parser.add_argument("--adapt-every", type=duration, default=None, help="next ladder rung")
     parser.add_argument("--reconnect-every", type=duration, default=None, help="client reconnects")
@@ -114,7 +133,8 @@ def build_config(args: argparse.Namespace) -> SoakConfig:
     # with a ladder, the stream starts on the rung nearest --bitrate
     start = min(ladder, key=lambda r: abs(r - args.bitrate)) if ladder else args.bitrate
     try:
-        encoder = EncoderConfig(args.codec, width, height, args.fps, start, encoder=args.encoder)
+        encoder = EncoderConfig(args.codec, width, height, args.fps, start, encoder=args.encoder,
+                                options=dict(args.encoder_options))  # fmt: skip
         check_explicit(encoder)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -127,7 +147,7 @@ def build_config(args: argparse.Namespace) -> SoakConfig:
         reconnect_every_s=args.reconnect_every, baseline=args.baseline,
         max_sessions=args.max_sessions, reference_budget_bytes=args.reference_budget,
         staging_budget_bytes=args.staging_budget, detector_window_s=args.window,
-        probe_time_limit_s=args.probe_time_limit,
+        probe_time_limit_s=args.probe_time_limit, source=args.source,
         criteria=Criteria(max_peak_bytes=args.max_peak, max_growth_bytes_per_hour=args.max_growth,
                           min_reuse_rate=args.min_reuse),
     )  # fmt: skip
@@ -234,6 +254,7 @@ def _config_document(config: SoakConfig) -> dict[str, Any]:
         "sample_interval_s": config.sample_every_s, "realtime": config.realtime,
         "ladder_kbps": list(config.ladder_kbps), "adapt_every_s": config.adapt_every_s,
         "reconnect_every_s": config.reconnect_every_s, "baseline": config.baseline,
+        "source": config.source, "encoder_options": dict(enc.options),
     }  # fmt: skip
 
 
