@@ -12,16 +12,21 @@ from vramguard.encode import (
 )
 from vramguard.exporter import MetricsExporter
 from vramguard.heap import HeapStats, heap_stats, heap_unavailable_reason, trim_heap
+from vramguard.monitor import Monitor
 from vramguard.pools.references import ReferencePolicy, ReferenceTracker
 from vramguard.pools.sessions import Lease, PoolError, PoolExhausted, SessionPool
 from vramguard.pools.staging import (
     Pressure,
+    StagingAllocationFailed,
     StagingBudgetExceeded,
     StagingLease,
     StagingPool,
 )
 from vramguard.probes import NoSuchProcess, ProbeStatus, Reading, read
 from vramguard.samplelog import LogError, SampleLog, SampleLogWriter, read_log
+from vramguard.sampler import Sampler, SampleResult
+from vramguard.soak import Criteria, SoakConfig, SoakRunner
+from vramguard.sources import LavfiSource, SyntheticSource
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample
 from vramguard.trend import DetectorConfig, LeakDetector, Trend, detect_leak
 from vramguard.units import format_bytes, parse_duration, parse_resolution, parse_size
@@ -29,18 +34,21 @@ from vramguard.units import format_bytes, parse_duration, parse_resolution, pars
 __version__ = "0.1.0"
 
 __all__ = [
+    "Criteria",
     "DetectorConfig",
     "EncoderConfig",
     "EncoderError",
     "EncoderSession",
     "EncoderUnavailable",
     "HeapStats",
+    "LavfiSource",
     "LeakAlert",
     "LeakDetector",
     "Lease",
     "LogError",
     "MemoryTracker",
     "MetricsExporter",
+    "Monitor",
     "NoSuchProcess",
     "PoolError",
     "PoolExhausted",
@@ -52,10 +60,16 @@ __all__ = [
     "Sample",
     "SampleLog",
     "SampleLogWriter",
+    "SampleResult",
+    "Sampler",
     "SessionPool",
+    "SoakConfig",
+    "SoakRunner",
+    "StagingAllocationFailed",
     "StagingBudgetExceeded",
     "StagingLease",
     "StagingPool",
+    "SyntheticSource",
     "Trend",
     "__version__",
     "detect_leak",

@@ -28,10 +28,6 @@ C = TypeVar("C")
 DEFAULT_TIME_LIMIT_S = 10.0
 
 
-class ProbeTimeout(RuntimeError):
-    """A reading did not finish within the time limit."""
-
-
 @dataclass(frozen=True, slots=True)
 class SampleResult(Generic[C]):
     """One request's outcome: a reading, or why there is none."""
