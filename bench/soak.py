@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="only the fps comparison")
     parser.add_argument("--rounds", type=int, default=3, help="speed rounds (median is shown)")
     parser.add_argument("--no-speed", action="store_true", help="only the managed/baseline runs")
+    parser.add_argument("--managed-only", action="store_true", help="no baseline runs")
     parser.add_argument(
         "--option",
         action="append",
@@ -114,7 +115,7 @@ def main() -> None:
     stream_s = parse_duration(args.stream)
     for item in [] if args.speed_only else args.codecs.split(","):
         codec, resolution = item.split(":")
-        for baseline in (False, True):
+        for baseline in (False,) if args.managed_only else (False, True):
             extra = ("--baseline",) if baseline else ()
             churn = ("--bitrate-ladder", LADDER, "--adapt-every", "30s", "--reconnect-every", "2m")
             timing = ("--sample-interval", "1s", "--window", f"{stream_s / 3}s")
@@ -125,14 +126,15 @@ def main() -> None:
     if speed:
         print(f"## Speed, {args.frames} frames of 1920x1080 H.264 (libx264) at 60 fps, median "
               f"of {args.rounds} interleaved rounds\n")  # fmt: skip
-        print("| loop | source | fps | vs bare PyAV, same source | vs ffmpeg CLI |")
-        print("|---|---|---|---|---|")
+        print("| loop | source | fps | rounds | vs bare PyAV, same source | vs ffmpeg CLI |")
+        print("|---|---|---|---|---|---|")
         cli = speed.get("ffmpeg_cli testsrc2")
         for name, fps in speed.items():
             loop, source = name.split(" ")
             bare = speed[f"bare_pyav {source}"]
             versus = f"{fps / cli:.2f}" if cli else "n/a"
-            print(f"| {loop} | {source} | {fps:.0f} | {fps / bare:.2f} | {versus} |")
+            each = " ".join(f"{v:.0f}" for v in rounds[name])
+            print(f"| {loop} | {source} | {fps:.0f} | {each} | {fps / bare:.2f} | {versus} |")
     print(f"\n## Managed against baseline, {args.stream} of stream at {args.fps} fps, ladder "
           f"{LADDER} kbps every 30 s, reconnect every 2 min\n")  # fmt: skip
     print("| codec | run | encoder | peak RSS | growth | reuse | sessions | dropped | verdict |")
@@ -145,7 +147,7 @@ def main() -> None:
               f"{r['frames_dropped_memory']} | {r['verdict']} |")  # fmt: skip
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"speed_fps": speed, "runs": runs}, out, indent=1)
+            json.dump({"speed_fps": speed, "speed_rounds": rounds, "runs": runs}, out, indent=1)
 
 
 if __name__ == "__main__":

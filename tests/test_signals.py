@@ -24,6 +24,28 @@ def wait_for_lines(path: Path, lines: int, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.05)
 
 
+def run_stubborn_child(
+    tmp_path: Path, ignored: str, *options: str
+) -> tuple[subprocess.Popen[str], int]:
+    """`vramguard run OPTIONS -- a python child that ignores `ignored``; returns vramguard's
+    process and the child's pid once the child is up."""
+    marker = tmp_path / "child.pid"
+    child_code = (
+        f"import os, signal, time; signal.signal(signal.{ignored}, signal.SIG_IGN); "
+        f"open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vramguard", "run", "--interval", "0.1s", *options, "--",
+         sys.executable, "-c", child_code],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    return proc, int(marker.read_text())
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_churn_gives_a_result_and_a_complete_log(
     tmp_path: Path, sig: signal.Signals
@@ -47,22 +69,10 @@ def test_a_signal_mid_churn_gives_a_result_and_a_complete_log(
 
 
 def test_run_kills_a_command_that_ignores_sigterm_and_reaps_it(tmp_path: Path) -> None:
-    marker = tmp_path / "child.pid"
-    child_code = (
-        "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        f"open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    )
     log = tmp_path / "run.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vramguard", "run", "--interval", "0.1s", "--kill-after", "1s",
-         "--log", str(log), "--json", "--", sys.executable, "-c", child_code],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    child_pid = int(marker.read_text())
+    proc, child_pid = run_stubborn_child(
+        tmp_path, "SIGTERM", "--kill-after", "1s", "--log", str(log), "--json"
+    )
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGKILL, err
@@ -75,20 +85,7 @@ def test_run_kills_a_command_that_ignores_sigterm_and_reaps_it(tmp_path: Path) -
 
 
 def test_a_second_signal_kills_the_command_at_once(tmp_path: Path) -> None:
-    marker = tmp_path / "child.pid"
-    child_code = (
-        "import os, signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-        f"open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vramguard", "run", "--interval", "0.1s", "--kill-after", "1h",
-         "--", sys.executable, "-c", child_code],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    proc, _ = run_stubborn_child(tmp_path, "SIGINT", "--kill-after", "1h")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     assert proc.poll() is None  # the command ignores SIGINT; vramguard waits for it

@@ -18,8 +18,9 @@ import numpy as np
 
 from vramguard import probes
 from vramguard.exporter import MetricsExporter
+from vramguard.faultlog import FaultLog
 from vramguard.report import trend_document
-from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import DetectorConfig, Trend, detect_leak
@@ -37,12 +38,20 @@ class Monitor:
     clock: Callable[[], float] = time.monotonic
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     on_fault: Callable[[str, str], None] | None = None
-    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
     _sampler: Sampler[object] | None = None
+    _reports: FaultLog = field(init=False)
     _start: float | None = None
     times: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     last: Sample | None = None
+
+    def __post_init__(self) -> None:
+        self._reports = FaultLog(self.log, self.on_fault)
+
+    @property
+    def faults(self) -> dict[str, dict[str, Any]]:
+        """kind -> count, first time and message of each fault met so far."""
+        return self._reports.faults
 
     def sample(self) -> Sample | None:
         """One reading now; None when the probe failed or hung (reported once).
@@ -56,44 +65,25 @@ class Monitor:
         if done.gone:
             raise probes.NoSuchProcess(self.pid)
         if done.reading is None:
-            self._fault("probe", done.error or "no reading", now - self._start)
+            self._reports.fault("probe", done.error or "no reading", now - self._start)
             return None
         sample = Sample.from_reading(done.reading, t=now - self._start, wall_s=time.time())
         if self.tracker.metric is None:
             self.tracker.metric = choose_process_metric(sample)
         alert = self.tracker.add(sample)
-        self._log(sample.as_dict(), sample.t)
+        self._reports.write(sample.as_dict(), sample.t)
         value = sample.get(self.tracker.metric) if self.tracker.metric else None
         if value is not None:
             self.times.append(sample.t)
             self.values.append(value)
         if alert is not None:
-            self._log(alert.as_dict(), sample.t)
+            self._reports.write(alert.as_dict(), sample.t)
             if self.on_alert is not None:
                 self.on_alert(alert)
         self.last = sample
         if self.on_sample is not None:
             self.on_sample(self, sample)
         return sample
-
-    def _fault(self, kind: str, message: str, t: float) -> None:
-        """Report a fault once per kind (log event and on_fault); count the rest."""
-        entry = self.faults.get(kind)
-        if entry is not None:
-            entry["count"] += 1
-            return
-        self.faults[kind] = {"count": 1, "first_t": t, "message": message}
-        self._log({"t": t, "event": "fault", "kind": kind, "message": message}, t)
-        if self.on_fault is not None:
-            self.on_fault(kind, message)
-
-    def _log(self, record: dict[str, Any], t: float) -> None:
-        if self.log is None:
-            return
-        try:
-            self.log.write(record)
-        except LogError as exc:
-            self._fault("log", str(exc), t)
 
     def close(self) -> None:
         """Stop the sampler thread (one stuck in a probe is left behind as a daemon)."""

@@ -48,12 +48,13 @@ from vramguard.encode import (
     EncoderUnavailable,
     open_encoder,
 )
+from vramguard.faultlog import FaultLog
 from vramguard.heap import heap_stats, trim_heap
 from vramguard.pools.references import DEFAULT_BUDGET_BYTES, ReferencePolicy, ReferenceTracker
 from vramguard.pools.sessions import PoolError, SessionPool
 from vramguard.pools.staging import StagingBudgetExceeded, StagingPool, frame_bytes
 from vramguard.probes import Reading
-from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
 from vramguard.sources import SyntheticSource, make_source
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
@@ -146,7 +147,6 @@ class SoakState:
     alerts: list[LeakAlert] = field(default_factory=list)
     stop_reason: str | None = None
     failure: str | None = None  # the fault that ended the run early
-    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> first, count
 
 
 class SoakRunner:
@@ -164,6 +164,7 @@ class SoakRunner:
         self.log = log
         self.on_sample = on_sample
         self.on_fault = on_fault
+        self.reports = FaultLog(log, on_fault)
         self.sampler: Sampler[tuple[float, float, dict[str, int | None]]] | None = None
         self._held: Any = None  # the pool's lease (or, in the baseline, the session itself)
         self._session: EncoderSession | None = None
@@ -315,7 +316,7 @@ class SoakRunner:
     def _replace_session(self, kbps: int, t: float) -> None:
         """After an encoder error: the failed session is invalidated and a new one taken,
         unless `max_encoder_errors` failed in a row (then the run ends)."""
-        failure = self.state.faults["encoder"]["last"]
+        failure = self.reports.last["encoder"]
         self._end_session(failed=failure)
         if self.state.errors_in_a_row >= self.config.max_encoder_errors:
             self._fail(f"the encoder failed {self.state.errors_in_a_row} times in a row: "
@@ -326,29 +327,8 @@ class SoakRunner:
     def _fail(self, message: str, t: float) -> None:
         """A fault the run cannot go on after: stop at once, with the result to tell."""
         self.state.failure = message
-        self._fault("fatal", message, t)
+        self.reports.fault("fatal", message, t)
         self._stop.set()
-
-    def _fault(self, kind: str, message: str, t: float) -> None:
-        """Report a fault once per kind (log event and on_fault); count the rest."""
-        entry = self.state.faults.get(kind)
-        if entry is not None:
-            entry["count"] += 1
-            entry["last"] = message
-            return
-        self.state.faults[kind] = {"count": 1, "first_t": t, "message": message, "last": message}
-        self._log({"t": t, "event": "fault", "kind": kind, "message": message}, t)
-        if self.on_fault is not None:
-            self.on_fault(kind, message)
-
-    def _log(self, record: dict[str, Any], t: float) -> None:
-        """One line to the log; a log that cannot be written is a fault, not the end."""
-        if self.log is None:
-            return
-        try:
-            self.log.write(record)
-        except LogError as exc:
-            self._fault("log", str(exc), t)
 
     def _after_teardown(self, started: float) -> None:
         """Memory once everything is closed: logged as an event, not judged as a sample (it
@@ -357,12 +337,12 @@ class SoakRunner:
         assert self.sampler is not None
         done = self.sampler.wait((t, time.monotonic() - started, {}))
         if done.reading is None:
-            self._fault("probe", done.error or "no reading", t)
+            self.reports.fault("probe", done.error or "no reading", t)
             return
         sample = Sample.from_reading(done.reading, t=t, wall_s=time.monotonic() - started)
         self.after_teardown = sample
         fields = {k: v for k, v in sample.as_dict().items() if k not in ("t", "wall_s")}
-        self._log({"t": t, "event": "after_teardown", **fields}, t)
+        self.reports.write({"t": t, "event": "after_teardown", **fields}, t)
 
     def _prewarm(self) -> None:
         """Pay the detector's one-time costs (numpy's and LAPACK's code pages, ~2.5 MB of
@@ -399,7 +379,7 @@ class SoakRunner:
                 except MemoryError as exc:  # over the budget, or the allocator refused
                     self.state.dropped_memory += 1
                     if not isinstance(exc, StagingBudgetExceeded):
-                        self._fault("staging", str(exc), index / enc.fps)
+                        self.reports.fault("staging", str(exc), index / enc.fps)
                     return True
                 try:
                     self.source.draw(lease.array, index)
@@ -409,7 +389,7 @@ class SoakRunner:
         except EncoderError as exc:
             self.state.dropped_error += 1
             self.state.errors_in_a_row += 1
-            self._fault("encoder", str(exc), index / enc.fps)
+            self.reports.fault("encoder", str(exc), index / enc.fps)
             return False
         self.state.errors_in_a_row = 0
         self.state.frames += 1
@@ -423,15 +403,15 @@ class SoakRunner:
 
     def _pool_event(self, event: str, detail: Any) -> None:
         if event == "open_retry":  # survived, but the user should hear of a session cap
-            self._fault("open", str(detail), self.state.frames / self.config.encoder.fps)
+            self.reports.fault("open", str(detail), self.state.frames / self.config.encoder.fps)
 
     def _request_sample(self, t: float, references: ReferenceTracker | None) -> None:
         """Ask the sampler for a reading, with what the pools hold now; the reading comes
         back through `_collect` (a slow probe costs this sample, never a frame)."""
         pool = self.pool.stats()
         staging = self.staging.stats()
-        if staging["allocation_failures"] and "staging" not in self.state.faults:
-            self._fault("staging", f"{self.staging.last_allocation_error}; retried after "
+        if staging["allocation_failures"] and "staging" not in self.reports.faults:
+            self.reports.fault("staging", f"{self.staging.last_allocation_error}; retried after "
                         "freeing idle buffers", t)  # fmt: skip
         ledger: dict[str, int | None] = {
             "sessions_active": int(pool["in_use"]) if not self.config.baseline else 1,
@@ -453,7 +433,7 @@ class SoakRunner:
         for done in self.sampler.settle() if settle else self.sampler.poll():
             t, wall_s, ledger = done.context
             if done.reading is None:
-                self._fault("probe", done.error or "no reading", t)
+                self.reports.fault("probe", done.error or "no reading", t)
             else:
                 self._take(done.reading, t, wall_s, ledger)
 
@@ -468,9 +448,9 @@ class SoakRunner:
         if value is not None and self._points < self._series.shape[1]:
             self._series[:, self._points] = (t, value)
             self._points += 1
-        self._log(sample.as_dict(), t)
+        self.reports.write(sample.as_dict(), t)
         if alert is not None:
-            self._log(alert.as_dict(), t)
+            self.reports.write(alert.as_dict(), t)
             self.state.alerts.append(alert)
         self.state.last_sample = sample
         if self.on_sample is not None:
@@ -542,10 +522,7 @@ class SoakRunner:
             ),
             "interrupted": state.stop_reason if state.failure is None else None,
             "failure": state.failure,
-            "faults": {
-                kind: {k: v for k, v in entry.items() if k != "last"}
-                for kind, entry in state.faults.items()
-            },
+            "faults": self.reports.faults,
             "samples": len(self.times),
             "samples_skipped": state.samples_skipped,
             "log_error": self.log.error if self.log is not None else None,
