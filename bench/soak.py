@@ -124,17 +124,21 @@ def main() -> None:
                              "--duration", f"{stream_s}s", "--bitrate", "5000", *churn, *timing,
                              *extra, *options))  # fmt: skip
     if speed:
-        print(f"## Speed, {args.frames} frames of 1920x1080 H.264 (libx264) at 60 fps, median "
-              f"of {args.rounds} interleaved rounds\n")  # fmt: skip
-        print("| loop | source | fps | rounds | vs bare PyAV, same source | vs ffmpeg CLI |")
+        print(f"## Speed, {args.frames} frames of 1920x1080 H.264 (libx264) at 60 fps, "
+              f"{args.rounds} interleaved rounds\n")  # fmt: skip
+        print("Ratios are the median of the per-round ratios (the machine is noisy: compare "
+              "runs of one round).\n")  # fmt: skip
+        print("| loop | source | fps (median) | each round | vs bare PyAV, same source "
+              "| vs ffmpeg CLI |")  # fmt: skip
         print("|---|---|---|---|---|---|")
-        cli = speed.get("ffmpeg_cli testsrc2")
+        cli = rounds.get("ffmpeg_cli testsrc2")
         for name, fps in speed.items():
             loop, source = name.split(" ")
-            bare = speed[f"bare_pyav {source}"]
-            versus = f"{fps / cli:.2f}" if cli else "n/a"
-            each = " ".join(f"{v:.0f}" for v in rounds[name])
-            print(f"| {loop} | {source} | {fps:.0f} | {each} | {fps / bare:.2f} | {versus} |")
+            mine = np.array(rounds[name])
+            bare = mine / np.array(rounds[f"bare_pyav {source}"])
+            versus = f"{np.median(mine / np.array(cli)):.2f}" if cli else "n/a"
+            each = " ".join(f"{v:.0f}" for v in mine)
+            print(f"| {loop} | {source} | {fps:.0f} | {each} | {np.median(bare):.2f} | {versus} |")
     print(f"\n## Managed against baseline, {args.stream} of stream at {args.fps} fps, ladder "
           f"{LADDER} kbps every 30 s, reconnect every 2 min\n")  # fmt: skip
     print("| codec | run | encoder | peak RSS | growth | reuse | sessions | dropped | verdict |")
