@@ -243,3 +243,32 @@ def test_a_bad_fault_spec_names_the_item() -> None:
         faults.parse("encode@x")
     with pytest.raises(ValueError, match="sites are"):
         faults.parse("gpu@1")
+
+
+def test_an_encoder_failing_mid_churn_ends_it_with_a_result(tmp_path: Path) -> None:
+    log = tmp_path / "churn.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vramguard", "churn", "--resolution", "64x64", "--frames", "2",
+         "--cycles", "20", "--log", str(log), "--json"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, faults.FAULTS_ENV: "encode@50"},  # in the ninth cycle
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("fatal fault") == 1
+    document = json.loads(proc.stdout)
+    assert document["failure"].startswith("cycle 8: ") and document["cycles"] == 8
+    written = read_log(log)
+    assert written.warnings == [] and written.result == document
+
+
+def test_a_probe_failing_mid_churn_costs_one_sample() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vramguard", "churn", "--resolution", "64x64", "--frames", "2",
+         "--cycles", "12", "--json"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, faults.FAULTS_ENV: "probe@5"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["cycles"] == 11 and document["faults"]["probe"]["count"] == 1
+    assert proc.stderr.count("probe fault") == 1

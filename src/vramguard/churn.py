@@ -26,10 +26,11 @@ import av
 import numpy as np
 
 from vramguard import probes
-from vramguard.encode import EncoderConfig, open_encoder
+from vramguard.encode import EncoderConfig, EncoderError, EncoderUnavailable, open_encoder
+from vramguard.faultlog import FaultLog
 from vramguard.heap import trim_heap
-from vramguard.pools.sessions import SessionPool
-from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.pools.sessions import PoolError, SessionPool
+from vramguard.samplelog import SampleLogWriter
 from vramguard.soak import LEAK_SEAM_ENV
 from vramguard.sources import SyntheticSource
 from vramguard.tracker import Sample
@@ -83,12 +84,14 @@ class ChurnRunner:
         config: ChurnConfig,
         on_cycle: Callable[[int, dict[str, Any]], None] | None = None,
         log: SampleLogWriter | None = None,
+        on_fault: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.on_cycle = on_cycle
         self.log = log
         self.stop_reason: str | None = None
-        self.log_error: str | None = None
+        self.failure: str | None = None  # the encoder error that ended it early
+        self.reports = FaultLog(log, on_fault)
         self._stop = threading.Event()
         self._started = time.monotonic()
         self.samples: list[dict[str, Any]] = []
@@ -117,41 +120,51 @@ class ChurnRunner:
         ladder = (enc.bitrate_kbps, max(1, enc.bitrate_kbps // 2))
         ceiling = replace(enc, max_bitrate_kbps=max(*ladder, enc.ceiling_kbps))
         pool = SessionPool(open_encoder, max_idle=len(ladder) + 1)
-        frame = 0
         try:
             for cycle in range(self.config.cycles):
                 if self._stop.is_set():
                     break
-                session = open_encoder(ceiling)  # 1. open, encode, drain, close
-                self.encoder_name = session.encoder
-                self._encode(session, frame)
-                session.close()
-                trim_heap()
-                frame += self.config.frames_per_cycle
-                with pool.acquire(ceiling) as lease:  # 2. a client reconnects
-                    self._encode(lease.session, frame)
-                frame += self.config.frames_per_cycle
-                kbps = ladder[cycle % 2]  # 3. a bitrate change
-                with pool.acquire(ceiling.with_bitrate(kbps)) as lease:
-                    self._encode(lease.session, frame)
-                frame += self.config.frames_per_cycle
+                try:
+                    self._cycle(cycle, pool, ceiling, ladder[cycle % 2])
+                except (EncoderError, EncoderUnavailable, PoolError) as exc:
+                    if cycle == 0:
+                        raise  # nothing was measured: the encoder is not usable here
+                    self.failure = f"cycle {cycle}: {exc}"
+                    self.reports.fault("fatal", self.failure, time.monotonic() - self._started)
+                    break
                 self._sample(cycle)
         finally:
             pool.close()
         return self.result(pool.stats())
 
+    def _cycle(self, cycle: int, pool: SessionPool, ceiling: EncoderConfig, kbps: int) -> None:
+        """Open, encode, drain and close; a reconnect; a bitrate change (the session of each
+        step closed or returned even when the encoder fails)."""
+        frame = 3 * cycle * self.config.frames_per_cycle
+        session = open_encoder(ceiling)
+        try:
+            self.encoder_name = session.encoder
+            self._encode(session, frame)
+        finally:
+            session.close()
+        trim_heap()
+        with pool.acquire(ceiling) as lease:  # a client reconnects
+            self._encode(lease.session, frame + self.config.frames_per_cycle)
+        with pool.acquire(ceiling.with_bitrate(kbps)) as lease:  # a bitrate change
+            self._encode(lease.session, frame + 2 * self.config.frames_per_cycle)
+
     def _sample(self, cycle: int) -> None:
-        reading = probes.read()
+        elapsed = time.monotonic() - self._started
+        try:
+            reading = probes.read()
+        except Exception as exc:  # a probe failing costs this cycle's sample, not the churn
+            self.reports.fault("probe", f"{type(exc).__name__}: {exc}", elapsed)
+            return
         row = {"cycle": cycle, **{k: v for k, v in reading.values().items() if v is not None}}
         self.samples.append(row)
-        if self.log is not None and self.log_error is None:
-            elapsed = time.monotonic() - self._started
-            line = {**Sample.from_reading(reading, t=elapsed, wall_s=elapsed).as_dict(),
-                    "cycle": cycle}  # fmt: skip
-            try:
-                self.log.write(line)
-            except LogError as exc:  # the churn goes on; the result says so
-                self.log_error = str(exc)
+        line = {**Sample.from_reading(reading, t=elapsed, wall_s=elapsed).as_dict(),
+                "cycle": cycle}  # fmt: skip
+        self.reports.write(line, elapsed)  # a log that fails is a fault; the churn goes on
         if self.on_cycle is not None:
             self.on_cycle(cycle, row)
 
@@ -188,7 +201,9 @@ class ChurnRunner:
             "sessions_created": pool_stats["created"] + len(self.samples),
             "pool_reuse_rate": pool_stats["reuse_rate"],
             "interrupted": self.stop_reason,
-            "log_error": self.log_error,
+            "failure": self.failure,
+            "faults": self.reports.faults,
+            "log_error": self.log.error if self.log is not None else None,
         }
 
 

@@ -15,7 +15,13 @@ from rich.table import Table
 
 from vramguard import probes
 from vramguard.churn import ChurnConfig, ChurnRunner, valgrind_churn
-from vramguard.commands.common import add_log_arguments, argument_type, open_log, positive_int
+from vramguard.commands.common import (
+    add_log_arguments,
+    argument_type,
+    fault_printer,
+    open_log,
+    positive_int,
+)
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                    config={"codec": args.codec, "cycles": args.cycles, "frames": args.frames,
                            "resolution": f"{width}x{height}"})  # fmt: skip
     try:
-        result = _run_stoppable(ChurnRunner(config, log=log))
+        runner = ChurnRunner(config, log=log, on_fault=fault_printer(Console(stderr=True)))
+        result = _run_stoppable(runner)
         if log is not None:
             log.result(result)
     finally:
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         _print(result)
     if result["interrupted"]:
         return 128 + signal.Signals[result["interrupted"]].value
-    return 1 if result["verdict"] == "leak" else 0
+    return 1 if result["verdict"] == "leak" or result["failure"] else 0
 
 
 def _run_stoppable(runner: ChurnRunner) -> dict[str, Any]:
@@ -117,6 +124,8 @@ def _print(result: dict[str, Any]) -> None:
                   f"{result['codec']} on {result['encoder']} (first {result['warmup_cycles']} "
                   "to warm up)" + (f" [yellow](interrupted by {result['interrupted']})[/]"
                                    if result["interrupted"] else ""))  # fmt: skip
+    if result["failure"]:
+        console.print(f"[red]stopped early[/]: {escape(result['failure'])}")
     if result["log_error"]:
         console.print(f"[yellow]log: {escape(result['log_error'])}[/]")
     table = Table()
