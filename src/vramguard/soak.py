@@ -19,8 +19,12 @@ hangs costs its sample, a log that cannot be written keeps its whole lines and t
 on. An encoder that cannot be opened mid-run ends the run with `failure` set, the result
 written and the criterion "run completed" missed. See docs/reliability.md.
 
+In the managed pipeline the source draws the next frames into staging buffers on a thread of
+its own (`prefetch`, two ahead), overlapping the encoder, which runs without the GIL.
+
 Teardown order, at the end, on a stop request or a fatal fault: the session in use is
-released (invalidated if it failed); the session pool is closed (its idle sessions closed,
+released (invalidated if it failed); the prefetcher is stopped and its frames released; the
+session pool is closed (its idle sessions closed,
 the heap trimmed); the staging pool is closed (buffers freed); the source is closed; the
 reading in flight is awaited (within its time limit); a last reading after teardown is
 taken; the sampler is stopped; then the caller writes the result and closes the log.
@@ -52,7 +56,13 @@ from vramguard.faultlog import FaultLog
 from vramguard.heap import heap_stats, trim_heap
 from vramguard.pools.references import DEFAULT_BUDGET_BYTES, ReferencePolicy, ReferenceTracker
 from vramguard.pools.sessions import PoolError, SessionPool
-from vramguard.pools.staging import StagingBudgetExceeded, StagingPool, frame_bytes
+from vramguard.pools.staging import (
+    StagingBudgetExceeded,
+    StagingLease,
+    StagingPool,
+    frame_bytes,
+)
+from vramguard.prefetch import Prefetcher
 from vramguard.probes import Reading
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
@@ -98,6 +108,7 @@ class SoakConfig:
     probe_time_limit_s: float = DEFAULT_TIME_LIMIT_S  # wall seconds a reading may take
     max_encoder_errors: int = 3  # encoder failures in a row (no good frame between) that end it
     source: str = "synthetic"  # or "testsrc2" (FFmpeg's pattern): see vramguard.sources
+    prefetch: bool = True  # managed runs draw the next frames on a thread of their own
     criteria: Criteria = field(default_factory=Criteria)
 
     @property
@@ -169,6 +180,7 @@ class SoakRunner:
         self._held: Any = None  # the pool's lease (or, in the baseline, the session itself)
         self._session: EncoderSession | None = None
         self._started = 0.0
+        self._prefetch: Prefetcher | None = None
         self._open = open_session
         self._stop = threading.Event()
         self.state = SoakState()
@@ -274,6 +286,8 @@ class SoakRunner:
         next_sample = 0.0
         next_adapt = cfg.adapt_every_s or math.inf
         next_reconnect = cfg.reconnect_every_s or math.inf
+        if not cfg.baseline and cfg.prefetch:
+            self._prefetch = Prefetcher(self.source, self.staging, range(total_frames))
         try:
             self._begin_session(ladder[rung])
             for index in range(total_frames):
@@ -306,6 +320,8 @@ class SoakRunner:
             self._fail(f"cannot go on encoding: {exc}", self.state.frames / enc.fps)
         finally:
             self._end_session()
+            if self._prefetch is not None:
+                self._prefetch.close()  # its leases back before the staging pool closes
             self.pool.close()
             self.staging.close()
             self.source.close()
@@ -374,15 +390,10 @@ class SoakRunner:
                 self.source.draw(image, index)
                 packets = session.encode(av.VideoFrame.from_ndarray(image, format="yuv420p"))
             else:
+                lease = self._staged(index)
+                if lease is None:
+                    return True  # dropped for memory
                 try:
-                    lease = self.staging.acquire(enc.width, enc.height)
-                except MemoryError as exc:  # over the budget, or the allocator refused
-                    self.state.dropped_memory += 1
-                    if not isinstance(exc, StagingBudgetExceeded):
-                        self.reports.fault("staging", str(exc), index / enc.fps)
-                    return True
-                try:
-                    self.source.draw(lease.array, index)
                     packets = session.encode(lease.frame)
                 finally:
                     lease.release(fence=session.fence())
@@ -404,6 +415,27 @@ class SoakRunner:
     def _pool_event(self, event: str, detail: Any) -> None:
         if event == "open_retry":  # survived, but the user should hear of a session cap
             self.reports.fault("open", str(detail), self.state.frames / self.config.encoder.fps)
+
+    def _staged(self, index: int) -> StagingLease | None:
+        """Frame `index` in a staging buffer (drawn ahead by the prefetcher, or now); None
+        when no buffer could be had: the frame is dropped for memory."""
+        error: MemoryError | None = None
+        lease: StagingLease | None = None
+        if self._prefetch is not None:
+            drawn = self._prefetch.next()
+            assert drawn.index == index, f"frame {drawn.index} drawn for {index}"
+            lease, error = drawn.lease, drawn.error
+        else:
+            try:
+                lease = self.staging.acquire(self.source.width, self.source.height)
+                self.source.draw(lease.array, index)
+            except MemoryError as exc:  # over the budget, or the allocator refused
+                error = exc
+        if lease is None:
+            self.state.dropped_memory += 1
+            if not isinstance(error, StagingBudgetExceeded):
+                self.reports.fault("staging", str(error), index / self.config.encoder.fps)
+        return lease
 
     def _request_sample(self, t: float, references: ReferenceTracker | None) -> None:
         """Ask the sampler for a reading, with what the pools hold now; the reading comes

@@ -100,6 +100,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite --log/--html files")
     parser.add_argument("--realtime", action="store_true", help="pace frames at --fps")
     parser.add_argument(
+        "--no-prefetch",
+        dest="prefetch",
+        action="store_false",
+        help="draw each frame on the encoding thread, not ahead on a thread of its own",
+    )
+    parser.add_argument(
         "--source", default="synthetic", choices=SOURCES,
         help="test pictures: synthetic (every pixel moves: the encoder's worst case) or "
         "testsrc2 (FFmpeg's pattern, as `ffmpeg -f lavfi -i testsrc2` encodes it)",
@@ -147,7 +153,7 @@ def build_config(args: argparse.Namespace) -> SoakConfig:
         reconnect_every_s=args.reconnect_every, baseline=args.baseline,
         max_sessions=args.max_sessions, reference_budget_bytes=args.reference_budget,
         staging_budget_bytes=args.staging_budget, detector_window_s=args.window,
-        probe_time_limit_s=args.probe_time_limit, source=args.source,
+        probe_time_limit_s=args.probe_time_limit, source=args.source, prefetch=args.prefetch,
         criteria=Criteria(max_peak_bytes=args.max_peak, max_growth_bytes_per_hour=args.max_growth,
                           min_reuse_rate=args.min_reuse),
     )  # fmt: skip
@@ -254,7 +260,7 @@ def _config_document(config: SoakConfig) -> dict[str, Any]:
         "sample_interval_s": config.sample_every_s, "realtime": config.realtime,
         "ladder_kbps": list(config.ladder_kbps), "adapt_every_s": config.adapt_every_s,
         "reconnect_every_s": config.reconnect_every_s, "baseline": config.baseline,
-        "source": config.source, "encoder_options": dict(enc.options),
+        "source": config.source, "prefetch": config.prefetch, "encoder_options": dict(enc.options),
     }  # fmt: skip
 
 
