@@ -3,8 +3,10 @@ and the managed pipeline against the baseline (the unmanaged way) per codec.
 
 1. Frames per second at 1080p H.264 (libx264 ultrafast, zerolatency, CBR 5000 kbps, GOP 2 s,
    no B-frames, 3 references): `vramguard soak`'s loop (staging pool, session pool,
-   reference policy, sampling), a bare PyAV encode loop with the same source and settings,
-   and `ffmpeg -f lavfi -i testsrc2 ... -f null -` with the same encoder settings.
+   reference policy, sampler; with and without drawing ahead), a bare PyAV encode loop with
+   the same source and settings, each on the synthetic source and on FFmpeg's testsrc2, and
+   `ffmpeg -f lavfi -i testsrc2 ... -f null -` with the same encoder settings; interleaved
+   rounds, ratios per round.
 2. Managed against `--baseline` over `--stream` of stream time with a bitrate change every
    30 s (2000/3500/5000/8000 kbps) and a reconnect every 2 minutes: peak RSS, growth per
    hour, session reuse, sessions created, frames dropped for memory.
@@ -101,10 +103,11 @@ def main() -> None:
     rounds: dict[str, list[float]] = {}
     for _ in range(0 if args.no_speed else args.rounds):  # interleaved: the machine is noisy
         for source in ("synthetic", "testsrc2"):
-            run = soak("--codec", "h264", "--encoder", "libx264", "--resolution", f"{w}x{h}",
-                       "--fps", "60", "--duration", f"{seconds}s", "--bitrate", "5000",
-                       "--source", source)  # fmt: skip
-            rounds.setdefault(f"soak {source}", []).append(run["fps"])
+            for loop, extra in (("soak", ()), ("soak_no_prefetch", ("--no-prefetch",))):
+                run = soak("--codec", "h264", "--encoder", "libx264", "--resolution",
+                           f"{w}x{h}", "--fps", "60", "--duration", f"{seconds}s", "--bitrate",
+                           "5000", "--source", source, *extra)  # fmt: skip
+                rounds.setdefault(f"{loop} {source}", []).append(run["fps"])
             bare = bare_loop(args.frames, w, h, 60, source)
             rounds.setdefault(f"bare_pyav {source}", []).append(bare)
         cli = ffmpeg_cli(args.frames, w, h, 60)

@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vramguard import probes
+from vramguard.criteria import Criteria, judge
 from vramguard.encode import (
     EncoderConfig,
     EncoderError,
@@ -72,20 +73,8 @@ from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
 
 __all__ = ["Criteria", "SoakConfig", "SoakRunner", "SyntheticSource", "judge"]
 
-MB = 10**6
 #: test-only seam: bytes kept per frame, to prove a leak makes the soak fail (not a user flag)
 LEAK_SEAM_ENV = "VRAMGUARD_TEST_LEAK_BYTES_PER_FRAME"
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    """The plan's success criteria, each overridable."""
-
-    max_peak_bytes: int = 500 * MB
-    max_growth_bytes_per_hour: float = 1 * MB
-    min_reuse_rate: float = 0.85
-    max_frames_dropped_memory: int = 0
-    max_reference_bytes: int = 50 * MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,40 +554,3 @@ class SoakRunner:
         result["criteria"] = judge(result, cfg.criteria, cfg.time_scale)
         result["verdict"] = "pass" if all(c["passed"] for c in result["criteria"]) else "fail"
         return result
-
-
-def judge(
-    result: dict[str, Any], criteria: Criteria, time_scale: float = 1.0
-) -> list[dict[str, Any]]:
-    """Each criterion as measured beside its threshold; a criterion that could not be
-    measured in this run (reuse with a single acquisition) passes and says so.
-
-    Growth is judged on the soak's own time scale, as the detector is: a soak whose window
-    is shorter than 8 h allows `max_growth_bytes_per_hour / time_scale`, the same growth
-    per window length (a one-minute soak cannot resolve 1 MB/h; a 24 h soak judges it)."""
-    growth = result["growth_bytes_per_hour"]
-    ci = result["growth_ci_bytes_per_hour"]
-    allowed = criteria.max_growth_bytes_per_hour / time_scale
-    flat = growth is None or growth < allowed or (ci is not None and ci[0] <= 0)
-    no_leak = result["leak_verdict"] != "leak"
-    reuse = result["session_reuse_rate"]
-    references = result["reference_peak_bytes"]
-    peak = result["peak_bytes"]
-    rows = [
-        ("peak memory", peak, f"< {criteria.max_peak_bytes}",
-         peak is None or peak < criteria.max_peak_bytes),
-        ("growth per hour", growth, f"CI holds 0 or < {allowed:.4g}; no alert", flat and no_leak),
-        ("session reuse", reuse, f">= {criteria.min_reuse_rate}",
-         reuse is None or reuse >= criteria.min_reuse_rate),
-        ("frames dropped for memory", result["frames_dropped_memory"],
-         f"<= {criteria.max_frames_dropped_memory}",
-         result["frames_dropped_memory"] <= criteria.max_frames_dropped_memory),
-        ("reference frames", references, f"< {criteria.max_reference_bytes}",
-         references is None or references < criteria.max_reference_bytes),
-        ("run completed", result.get("failure") or "yes", "no fatal fault",
-         not result.get("failure")),
-    ]  # fmt: skip
-    return [
-        {"name": name, "measured": measured, "threshold": threshold, "passed": bool(passed)}
-        for name, measured, threshold, passed in rows
-    ]
