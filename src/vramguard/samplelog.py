@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 import math
 import os
@@ -228,6 +227,8 @@ def _read_jsonl(path: str, text: str) -> SampleLog:
         parsed = json.loads("[" + ",".join(line for _, line in kept) + "]")
     except json.JSONDecodeError:
         parsed = None
+    if parsed is not None and len(parsed) != len(kept):  # a value broken over two lines
+        parsed = None
     for index, (number, line) in enumerate(kept):
         try:
             record = parsed[index] if parsed is not None else json.loads(line)
@@ -352,7 +353,12 @@ def _parse_bytes(text: str, unit: str) -> float:
 
 
 def _read_nvidia_smi(path: str, text: str) -> SampleLog:
-    rows = [r for r in csv.reader(io.StringIO(text), skipinitialspace=True) if r]
+    try:
+        rows = [r for r in csv.reader(text.splitlines(), skipinitialspace=True) if r]
+    except csv.Error as exc:
+        raise LogError(f"{path}: not a CSV log ({exc})") from None
+    if not rows:
+        raise LogError(f"{path}: no rows")
     first = [c.strip().lower() for c in rows[0]]
     names: list[str]
     units: list[str]
