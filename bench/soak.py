@@ -103,7 +103,8 @@ def main() -> None:
     rounds: dict[str, list[float]] = {}
     for _ in range(0 if args.no_speed else args.rounds):  # interleaved: the machine is noisy
         for source in ("synthetic", "testsrc2"):
-            for loop, extra in (("soak", ()), ("soak_no_prefetch", ("--no-prefetch",))):
+            for loop, extra in (("soak_prefetch", ("--prefetch",)),
+                                ("soak_no_prefetch", ("--no-prefetch",))):  # fmt: skip
                 run = soak("--codec", "h264", "--encoder", "libx264", "--resolution",
                            f"{w}x{h}", "--fps", "60", "--duration", f"{seconds}s", "--bitrate",
                            "5000", "--source", source, *extra)  # fmt: skip

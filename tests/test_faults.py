@@ -65,11 +65,12 @@ def nothing_leaked(runner: SoakRunner) -> None:
     assert faults.open_sessions() == 0  # every encoder opened was closed
 
 
+@pytest.mark.parametrize("prefetch", [False, True], ids=["drawn-in-line", "drawn-ahead"])
 def test_an_encoder_that_raises_is_replaced_and_the_run_goes_on(
-    tmp_path: Path, inject: Any
+    tmp_path: Path, inject: Any, prefetch: bool
 ) -> None:
     inject("encode@100*2")  # frame 100 fails, and the first frame of its replacement too
-    result, runner, heard, path = soak(tmp_path)
+    result, runner, heard, path = soak(tmp_path, prefetch=prefetch)
     assert result["failure"] is None and result["frames_dropped_error"] == 2
     assert result["frames_encoded"] == 8 * 30 - 2
     assert result["faults"]["encoder"]["count"] == 2
@@ -126,9 +127,12 @@ def test_an_open_that_keeps_failing_ends_the_run_cleanly(tmp_path: Path, inject:
     nothing_leaked(runner)
 
 
-def test_a_staging_allocation_that_fails_twice_drops_one_frame(tmp_path: Path, inject: Any) -> None:
+@pytest.mark.parametrize("prefetch", [False, True], ids=["drawn-in-line", "drawn-ahead"])
+def test_a_staging_allocation_that_fails_twice_drops_one_frame(
+    tmp_path: Path, inject: Any, prefetch: bool
+) -> None:
     inject("staging@1*2")  # the retry after freeing idle buffers fails too
-    result, runner, heard, _ = soak(tmp_path)
+    result, runner, heard, _ = soak(tmp_path, prefetch=prefetch)
     assert result["frames_dropped_memory"] == 1 and result["failure"] is None
     assert result["frames_encoded"] == 8 * 30 - 1
     missed = [c["name"] for c in result["criteria"] if not c["passed"]]
