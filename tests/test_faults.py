@@ -58,6 +58,13 @@ def fault_events(path: Path) -> list[dict[str, Any]]:
     return [e for e in written.events if e.get("event") == "fault"]
 
 
+def vramguard(spec: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m vramguard ARGS` in a child process with the faults of `spec` installed."""
+    env = {**os.environ, faults.FAULTS_ENV: spec} if spec else dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "vramguard", *args], capture_output=True,
+                          text=True, timeout=120, env=env)  # fmt: skip
+
+
 def nothing_leaked(runner: SoakRunner) -> None:
     assert runner.pool.stats()["in_use"] == 0 and runner.pool.stats()["idle"] == 0
     assert runner.staging.stats()["in_use_bytes"] == 0
@@ -83,12 +90,8 @@ def test_an_encoder_that_raises_is_replaced_and_the_run_goes_on(
 
 def test_an_encoder_failing_for_good_ends_the_run_with_a_result(tmp_path: Path) -> None:
     log = tmp_path / "failed.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "vramguard", "soak", "--resolution", "320x240", "--fps", "30",
-         "--duration", "20s", "--log", str(log), "--json"],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, faults.FAULTS_ENV: "encode@50+"},
-    )  # fmt: skip
+    proc = vramguard("encode@50+", "soak", "--resolution", "320x240", "--fps", "30",
+                     "--duration", "20s", "--log", str(log), "--json")  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     document = json.loads(proc.stdout)
@@ -231,11 +234,8 @@ def test_a_full_disk_under_a_soak_keeps_the_run_and_a_valid_log(
 
 
 def test_a_log_on_a_device_that_is_full_is_one_line_and_exit_2() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "vramguard", "soak", "--resolution", "320x240",
-         "--duration", "1s", "--log", "/dev/full", "--force"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = vramguard(None, "soak", "--resolution", "320x240", "--duration", "1s", "--log",
+                     "/dev/full", "--force")  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "vramguard: error: cannot write /dev/full: No space left on device"
@@ -251,12 +251,9 @@ def test_a_bad_fault_spec_names_the_item() -> None:
 
 def test_an_encoder_failing_mid_churn_ends_it_with_a_result(tmp_path: Path) -> None:
     log = tmp_path / "churn.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "vramguard", "churn", "--resolution", "64x64", "--frames", "2",
-         "--cycles", "20", "--log", str(log), "--json"],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, faults.FAULTS_ENV: "encode@50"},  # in the ninth cycle
-    )  # fmt: skip
+    # six encodes a cycle: the 50th is in the ninth
+    proc = vramguard("encode@50", "churn", "--resolution", "64x64", "--frames", "2",
+                     "--cycles", "20", "--log", str(log), "--json")  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("fatal fault") == 1
     document = json.loads(proc.stdout)
@@ -266,12 +263,8 @@ def test_an_encoder_failing_mid_churn_ends_it_with_a_result(tmp_path: Path) -> N
 
 
 def test_a_probe_failing_mid_churn_costs_one_sample() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "vramguard", "churn", "--resolution", "64x64", "--frames", "2",
-         "--cycles", "12", "--json"],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, faults.FAULTS_ENV: "probe@5"},
-    )  # fmt: skip
+    proc = vramguard("probe@5", "churn", "--resolution", "64x64", "--frames", "2",
+                     "--cycles", "12", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     document = json.loads(proc.stdout)
     assert document["cycles"] == 11 and document["faults"]["probe"]["count"] == 1
