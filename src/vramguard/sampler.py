@@ -55,14 +55,12 @@ class Sampler(Generic[C]):
         self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._pending: Any = None  # the context of the request waiting for the worker
-        self._has_pending = False
-        self._busy_since: float | None = None  # when the reading in flight started
-        self._busy_context: Any = None
+        self._has_pending = False  # a request the worker has not picked up yet
+        self._busy_since: float | None = None  # when the reading in flight was asked for
+        self._busy_context: Any = None  # and for what
         self._hung_reported = False
         self._done: deque[SampleResult[C]] = deque()
         self._closed = False
-        self.requested = self.skipped = self.failed = self.hung = 0
         self._worker = threading.Thread(target=self._work, name="vramguard-sampler", daemon=True)
         self._worker.start()
 
@@ -73,12 +71,10 @@ class Sampler(Generic[C]):
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sampler is closed")
-            if self._busy_since is not None or self._has_pending:
-                self.skipped += 1
+            if self._busy_since is not None:  # asked for and not finished yet
                 return False
-            self.requested += 1
-            self._pending, self._has_pending = context, True
-            self._busy_since = self._clock()
+            self._has_pending = True
+            self._busy_since, self._busy_context = self._clock(), context
             self._wake.notify_all()
             return True
 
@@ -91,10 +87,6 @@ class Sampler(Generic[C]):
             done = list(self._done)
             self._done.clear()
             return done
-
-    def busy(self) -> bool:
-        with self._lock:
-            return self._busy_since is not None
 
     def wait(self, context: C) -> SampleResult[C]:
         """Request and wait for one reading, at most the time limit (blocking)."""
@@ -158,7 +150,6 @@ class Sampler(Generic[C]):
         if not force and elapsed < self.time_limit_s:
             return None
         self._hung_reported = True
-        self.hung += 1
         result: SampleResult[C] = SampleResult(
             self._busy_context,
             None,
@@ -177,8 +168,7 @@ class Sampler(Generic[C]):
                     self._wake.wait()
                 if self._closed:
                     return
-                context, self._pending, self._has_pending = self._pending, None, False
-                self._busy_context = context
+                context, self._has_pending = self._busy_context, False
             result = self._one(context)
             with self._lock:
                 late = self._hung_reported
@@ -193,6 +183,4 @@ class Sampler(Generic[C]):
         except NoSuchProcess as exc:
             return SampleResult(context, None, str(exc) or "the process is gone", gone=True)
         except Exception as exc:  # a probe failing must not end sampling
-            with self._lock:
-                self.failed += 1
             return SampleResult(context, None, f"{type(exc).__name__}: {exc}")

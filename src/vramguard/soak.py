@@ -171,7 +171,6 @@ class SoakRunner:
         self.config = config
         self.log = log
         self.on_sample = on_sample
-        self.on_fault = on_fault
         self.reports = FaultLog(log, on_fault)
         self.sampler: Sampler[tuple[float, float, dict[str, int | None]]] | None = None
         self._held: Any = None  # the pool's lease (or, in the baseline, the session itself)
