@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vramguard.samplelog import read_log
+from waiting import wait_for_pid
 
 LEAKY = """
 import sys, time
@@ -101,11 +102,7 @@ def test_sigterm_is_forwarded_and_the_child_reaped(tmp_path: Path) -> None:
          str(tmp_path / "t.jsonl"), "--", sys.executable, "-c", child_code],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    child_pid = int(marker.read_text())
+    child_pid = wait_for_pid(marker, proc)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)

@@ -15,13 +15,7 @@ from pathlib import Path
 import pytest
 
 from vramguard.samplelog import read_log
-
-
-def wait_for_lines(path: Path, lines: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while not path.exists() or path.read_text().count("\n") < lines:
-        assert time.monotonic() < deadline and proc.poll() is None, "never got going"
-        time.sleep(0.05)
+from waiting import wait_for_lines, wait_for_pid
 
 
 def run_stubborn_child(
@@ -39,11 +33,7 @@ def run_stubborn_child(
          sys.executable, "-c", child_code],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    return proc, int(marker.read_text())
+    return proc, wait_for_pid(marker, proc)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from vramguard.samplelog import read_log
 from vramguard.soak import LEAK_SEAM_ENV
+from waiting import wait_for_lines
 
 SMALL = ("--resolution", "320x240", "--fps", "30")
 
@@ -81,10 +81,7 @@ def test_a_signal_mid_soak_leaves_a_valid_log_and_a_result(
          str(log), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not log.exists() or log.read_text().count("\n") < 50:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
+    wait_for_lines(log, 50, proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
@@ -102,10 +99,7 @@ def test_after_kill_9_the_soak_log_reads_up_to_its_last_whole_sample(tmp_path: P
         [sys.executable, "-m", "vramguard", "soak", *SMALL, "--duration", "2h", "--log",
          str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not log.exists() or log.read_text().count("\n") < 30:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    wait_for_lines(log, 30, proc)
     proc.kill()
     proc.wait(timeout=30)
     raw = log.read_bytes()
