@@ -267,7 +267,7 @@ class SoakRunner:
         try:
             self._loop()
             self.wall_s = time.monotonic() - self._started
-            self._after_teardown(self._started)
+            self._after_teardown()
         finally:
             self.sampler.close()
         return self.result()
@@ -307,7 +307,7 @@ class SoakRunner:
                     if references is not None:
                         references.reset()
                 if cfg.realtime:
-                    self._pace(self._started, t)
+                    self._pace(t)
                 if not self._one_frame(index, references):
                     self._replace_session(ladder[rung], t)
                     if references is not None:
@@ -342,16 +342,17 @@ class SoakRunner:
         self.reports.fault("fatal", message, t)
         self._stop.set()
 
-    def _after_teardown(self, started: float) -> None:
+    def _after_teardown(self) -> None:
         """Memory once everything is closed: logged as an event, not judged as a sample (it
         is another regime: what came back)."""
         t = self.state.frames / self.config.encoder.fps
         assert self.sampler is not None
-        done = self.sampler.wait((t, time.monotonic() - started, {}))
+        done = self.sampler.wait((t, time.monotonic() - self._started, {}))
         if done.reading is None:
             self.reports.fault("probe", done.error or "no reading", t)
             return
-        sample = Sample.from_reading(done.reading, t=t, wall_s=time.monotonic() - started)
+        wall_s = time.monotonic() - self._started
+        sample = Sample.from_reading(done.reading, t=t, wall_s=wall_s)
         self.after_teardown = sample
         fields = {k: v for k, v in sample.as_dict().items() if k not in ("t", "wall_s")}
         self.reports.write({"t": t, "event": "after_teardown", **fields}, t)
@@ -368,8 +369,8 @@ class SoakRunner:
         self._end_session()
         self._begin_session(kbps)
 
-    def _pace(self, started: float, t: float) -> None:
-        behind = time.monotonic() - started - t
+    def _pace(self, t: float) -> None:
+        behind = time.monotonic() - self._started - t
         if behind > 1.0 / self.config.encoder.fps:
             self.state.late += 1
         elif behind < 0:
@@ -424,9 +425,14 @@ class SoakRunner:
         else:
             try:
                 lease = self.staging.acquire(self.source.width, self.source.height)
-                self.source.draw(lease.array, index)
             except MemoryError as exc:  # over the budget, or the allocator refused
                 error = exc
+            else:
+                try:
+                    self.source.draw(lease.array, index)
+                except BaseException:
+                    lease.release()
+                    raise
         if lease is None:
             self.state.dropped_memory += 1
             if not isinstance(error, StagingBudgetExceeded):
