@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -19,8 +17,11 @@ from vramguard.commands.common import (
     add_log_arguments,
     argument_type,
     fault_printer,
+    on_stop_signals,
     open_log,
     positive_int,
+    signal_exit_code,
+    stop_by_name,
 )
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
@@ -79,24 +80,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(result)
     if result["interrupted"]:
-        return 128 + signal.Signals[result["interrupted"]].value
+        return signal_exit_code(result["interrupted"])
     return 1 if result["verdict"] == "leak" or result["failure"] else 0
 
 
 def _run_stoppable(runner: ChurnRunner) -> dict[str, Any]:
     """The churn, with SIGINT and SIGTERM ending it after the cycle in progress."""
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        runner.stop(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return runner.run()
-    except (EncoderUnavailable, EncoderError) as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with on_stop_signals(stop_by_name(runner.stop)):
+        try:
+            return runner.run()
+        except (EncoderUnavailable, EncoderError) as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _valgrind(args: argparse.Namespace) -> int:

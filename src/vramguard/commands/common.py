@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 from rich.console import Console
@@ -123,6 +126,31 @@ def add_metrics_arguments(parser: Any) -> None:
                         help="serve Prometheus metrics on this port (0: any free one)")  # fmt: skip
     parser.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
                         help="address to bind the metrics server (default 127.0.0.1)")  # fmt: skip
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM while the block runs; the previous handlers after."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def stop_by_name(stop: Callable[[str], None]) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that calls `stop("SIGTERM")` (or the signal's own name)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop(signal.Signals(signum).name)
+
+    return handler
+
+
+def signal_exit_code(name: str) -> int:
+    """128 + the signal's number: the shell's code for a run a signal ended."""
+    return 128 + signal.Signals[name].value
 
 
 def add_probe_arguments(parser: Any) -> None:

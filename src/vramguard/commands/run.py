@@ -31,6 +31,7 @@ from vramguard.commands.common import (
     detector_config,
     duration,
     fault_printer,
+    on_stop_signals,
     open_log,
     print_result,
     start_exporter,
@@ -128,36 +129,34 @@ def _supervise(
         console.print(f"[bold red]leak alert[/] at {alert.t:.0f}s: {alert.reason}; "
                       f"likely source: {alert.likely_source}")  # fmt: skip
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     tracker = MemoryTracker(metric=args.metric, detector_config=detector_config(args))
     monitor = Monitor(
         child.pid, tracker, log, announce, export_to(exporter),
         time_limit_s=args.probe_time_limit, on_fault=fault_printer(console),
     )  # fmt: skip
     try:
-        while child.poll() is None:
-            try:
-                monitor.sample()
-            except probes.NoSuchProcess:
-                break
-            wait = args.interval
-            if stopping and not killed:
-                left = stopping[0][0] + args.kill_after - time.monotonic()
-                if left <= 0:
-                    print(f"vramguard: {argv[0]} did not exit within {args.kill_after:g}s "
-                          f"of {stopping[0][1]}: killed", file=sys.stderr)  # fmt: skip
-                    _kill(child)
-                    killed.append(True)
-                wait = max(0.0, min(wait, left))
-            try:
-                child.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-        returncode = child.wait()
+        with on_stop_signals(forward):
+            while child.poll() is None:
+                try:
+                    monitor.sample()
+                except probes.NoSuchProcess:
+                    break
+                wait = args.interval
+                if stopping and not killed:
+                    left = stopping[0][0] + args.kill_after - time.monotonic()
+                    if left <= 0:
+                        print(f"vramguard: {argv[0]} did not exit within {args.kill_after:g}s "
+                              f"of {stopping[0][1]}: killed", file=sys.stderr)  # fmt: skip
+                        _kill(child)
+                        killed.append(True)
+                    wait = max(0.0, min(wait, left))
+                try:
+                    child.wait(timeout=wait)
+                except subprocess.TimeoutExpired:
+                    continue
+            returncode = child.wait()
     finally:
         monitor.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     trend = monitor.verdict(detector_config(args), args.budget)
     result = result_document(monitor, trend, command=argv, returncode=returncode)
     if log is not None:

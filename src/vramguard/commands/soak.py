@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import signal
 import sys
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -31,10 +29,13 @@ from vramguard.commands.common import (
     check_writable,
     duration,
     fault_printer,
+    on_stop_signals,
     positive_int,
     ratio,
+    signal_exit_code,
     size,
     start_exporter,
+    stop_by_name,
 )
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_soak(result)
     if result["interrupted"]:
-        return 128 + (signal.SIGTERM if result["interrupted"] == "SIGTERM" else signal.SIGINT)
+        return signal_exit_code(result["interrupted"])
     return 0 if result["verdict"] == "pass" else 1
 
 
@@ -230,22 +231,11 @@ def _run_with_progress(
         progress.update(task, completed=sample.t, status=status)
 
     runner = SoakRunner(config, log, on_sample, on_fault=fault_printer(console))
-    previous = {}
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        runner.stop(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, stop)
-    try:
-        with progress:
-            try:
-                result = runner.run()
-            except (EncoderUnavailable, EncoderError) as exc:
-                raise UsageError(str(exc)) from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with on_stop_signals(stop_by_name(runner.stop)), progress:
+        try:
+            result = runner.run()
+        except (EncoderUnavailable, EncoderError) as exc:
+            raise UsageError(str(exc)) from None
     if log is not None:
         log.result(result)
     return result, runner
