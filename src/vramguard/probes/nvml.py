@@ -53,7 +53,14 @@ def _in_pid_namespace(status_path: str = "/proc/self/status") -> bool:
 
 
 class NvmlProbe:
-    """NVIDIA device memory, per-process memory and NVENC sessions."""
+    """NVIDIA device memory, per-process memory and NVENC sessions.
+
+    NVML is initialised once, at first use; a failure to start is remembered, so a machine
+    without a driver is not asked again on every reading. Every vendor call goes through one
+    guard: an `NVMLError` anywhere becomes an unavailable status or a missing field with its
+    reason, never an exception. A GPU that is lost (or a driver that goes away) mid-run
+    makes the probe unavailable from then on, NVML shut down, until `close()`.
+    """
 
     name: str = "nvml"
     fields: tuple[str, ...] = _FIELDS
@@ -71,81 +78,115 @@ class NvmlProbe:
         self._names: list[str] = []
         self._driver = ""
         self._reason: str | None = None
-        self.process_list_version: str | None = None  # which process list API answered
+        self._memory_version: str | None = None  # "v2" or "v1", resolved at first use
+        self.process_list_version: str | None = None  # "v3", "v2" or "v1", resolved once
 
     # -- start and stop -------------------------------------------------------------------
 
     def _start(self) -> list[Any]:
-        """Initialise NVML once; raises NvmlUnavailable with the reason when it cannot."""
+        """Initialise NVML once; raises NvmlUnavailable with the reason when it cannot, and
+        remembers that reason."""
         with self._lock:
             if self._handles is not None:
                 return self._handles
             if self._reason is not None:
                 raise NvmlUnavailable(self._reason)
             try:
-                if self._lib is None:
-                    try:
-                        import pynvml
-                    except ImportError:
-                        raise NvmlUnavailable("nvidia-ml-py is not installed") from None
-                    self._lib = pynvml
-                self._call(self._lib.nvmlInit)
-                try:
-                    count = int(self._call(self._lib.nvmlDeviceGetCount))
-                    handles = [
-                        self._call(self._lib.nvmlDeviceGetHandleByIndex, i) for i in range(count)
-                    ]
-                    self._names = [self._text(self._lib.nvmlDeviceGetName(h)) for h in handles]
-                    self._driver = self._text(self._lib.nvmlSystemGetDriverVersion())
-                except Exception:
-                    self._lib.nvmlShutdown()
-                    raise
-                if not handles:
-                    self._lib.nvmlShutdown()
-                    raise NvmlUnavailable("no NVIDIA GPU found")
+                self._handles = self._initialise()
             except NvmlUnavailable as exc:
                 self._reason = str(exc)
                 raise
-            self._handles = handles
-            return handles
+            return self._handles
+
+    def _initialise(self) -> list[Any]:
+        if self._lib is None:
+            try:
+                import pynvml
+            except ImportError:
+                raise NvmlUnavailable("nvidia-ml-py is not installed") from None
+            self._lib = pynvml
+        lib = self._lib
+        self._call(lib.nvmlInit)
+        try:
+            count = int(self._call(lib.nvmlDeviceGetCount))
+            handles = [self._call(lib.nvmlDeviceGetHandleByIndex, i) for i in range(count)]
+            self._names = [self._text(self._call(lib.nvmlDeviceGetName, h)) for h in handles]
+            self._driver = self._text(self._call(lib.nvmlSystemGetDriverVersion))
+            if not handles:
+                raise NvmlUnavailable("no NVIDIA GPU found")
+        except NvmlUnavailable:
+            self._shutdown()
+            raise
+        return handles
+
+    def _shutdown(self) -> None:
+        """nvmlShutdown, once per successful nvmlInit; its own errors change nothing."""
+        with contextlib.suppress(Exception):
+            self._lib.nvmlShutdown()
+
+    def _lost(self, exc: NvmlUnavailable) -> None:
+        """A call found the GPU or the driver gone: stop using NVML and say why from now on."""
+        with self._lock:
+            if self._handles is not None:
+                self._shutdown()
+            self._handles = None
+            self._reason = str(exc)
 
     def close(self) -> None:
-        """Shut NVML down if this probe started it; idempotent."""
+        """Shut NVML down if this probe started it; idempotent. A later call starts again."""
         with self._lock:
             if self._handles is not None and self._lib is not None:
-                with contextlib.suppress(Exception):
-                    self._lib.nvmlShutdown()
+                self._shutdown()
             self._handles = None
+            self._reason = None
 
     # -- the shim -------------------------------------------------------------------------
 
+    def _code(self, name: str) -> Any:
+        return getattr(self._lib, name, object())
+
     def _reason_for(self, exc: BaseException) -> str:
-        lib = self._lib
         value = getattr(exc, "value", None)
-        if value == getattr(lib, "NVML_ERROR_LIBRARY_NOT_FOUND", None):
+        if value == self._code("NVML_ERROR_LIBRARY_NOT_FOUND"):
             return "no NVIDIA driver (NVML library not found)"
-        if value == getattr(lib, "NVML_ERROR_DRIVER_NOT_LOADED", None):
+        if value == self._code("NVML_ERROR_DRIVER_NOT_LOADED"):
             return "NVIDIA driver not loaded"
-        if value == getattr(lib, "NVML_ERROR_NO_PERMISSION", None):
+        if value == self._code("NVML_ERROR_NO_PERMISSION"):
             return PERMISSION_DENIED
-        if value == getattr(lib, "NVML_ERROR_NOT_SUPPORTED", None):
+        if value == self._code("NVML_ERROR_NOT_SUPPORTED"):
             return "not supported by this GPU or driver"
+        if value == self._code("NVML_ERROR_GPU_IS_LOST"):
+            return "GPU is lost (NVML_ERROR_GPU_IS_LOST)"
         return f"NVML error: {exc}"
 
-    def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+    def _is_fatal(self, exc: NvmlUnavailable) -> bool:
+        """Errors after which no later call can succeed until NVML starts again."""
+        value = getattr(exc.__cause__, "value", None)
+        return value in {
+            self._code(name)
+            for name in (
+                "NVML_ERROR_GPU_IS_LOST",
+                "NVML_ERROR_UNINITIALIZED",
+                "NVML_ERROR_DRIVER_NOT_LOADED",
+                "NVML_ERROR_LIBRARY_NOT_FOUND",
+                "NVML_ERROR_RESET_REQUIRED",
+            )
+        }
+
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One vendor call: an NVMLError becomes NvmlUnavailable with its reason."""
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         except Exception as exc:
             if self._lib is not None and isinstance(exc, self._lib.NVMLError):
                 raise NvmlUnavailable(self._reason_for(exc)) from exc
             raise
 
-    def _is_missing_function(self, exc: BaseException) -> bool:
-        lib = self._lib
-        value = getattr(exc, "value", None)
+    def _is_missing_function(self, exc: NvmlUnavailable) -> bool:
+        value = getattr(exc.__cause__, "value", None)
         return value in (
-            getattr(lib, "NVML_ERROR_FUNCTION_NOT_FOUND", object()),
-            getattr(lib, "NVML_ERROR_ARGUMENT_VERSION_MISMATCH", object()),
+            self._code("NVML_ERROR_FUNCTION_NOT_FOUND"),
+            self._code("NVML_ERROR_ARGUMENT_VERSION_MISMATCH"),
         )
 
     @staticmethod
@@ -153,56 +194,71 @@ class NvmlProbe:
         return value.decode() if isinstance(value, bytes) else str(value)
 
     def _memory(self, handle: Any) -> tuple[int, int]:
-        """(used, total) bytes: memory info v2 where the driver has it, else v1."""
+        """(used, total) bytes: memory info v2 where the driver has it, else v1 (resolved at
+        the first call and kept)."""
         lib = self._lib
         version = getattr(lib, "nvmlMemory_v2", None)
-        if version is not None:
+        if self._memory_version is None:
+            self._memory_version = "v1" if version is None else "v2"
+        if self._memory_version == "v2":
             try:
-                info = lib.nvmlDeviceGetMemoryInfo(handle, version=version)
+                info = self._call(lib.nvmlDeviceGetMemoryInfo, handle, version=version)
                 return int(info.used), int(info.total)
-            except lib.NVMLError as exc:
+            except NvmlUnavailable as exc:
                 if not self._is_missing_function(exc):
-                    raise NvmlUnavailable(self._reason_for(exc)) from exc
+                    raise
+                self._memory_version = "v1"
         info = self._call(lib.nvmlDeviceGetMemoryInfo, handle)
         return int(info.used), int(info.total)
 
     def _processes(self, handle: Any, kind: str) -> list[_Process]:
-        """One process list ("Compute" or "Graphics"): v3, then v2, then v1."""
-        lib = self._lib
+        """One process list ("Compute" or "Graphics"). The first call finds the newest the
+        driver answers, v3, v2, then v1, and later calls go straight to it."""
         base = f"nvmlDeviceGet{kind}RunningProcesses"
-        for version in ("v3", "v2"):
-            function = getattr(lib, f"{base}_{version}", None)
-            if function is None:
-                continue
+        if self.process_list_version is not None:
+            return self._processes_of(handle, base, self.process_list_version)
+        for version in ("v3", "v2", "v1"):
             try:
-                entries = function(handle)
-            except lib.NVMLError as exc:
-                if self._is_missing_function(exc):
+                processes = self._processes_of(handle, base, version)
+            except NvmlUnavailable as exc:
+                if version != "v1" and self._is_missing_function(exc):
                     continue
-                raise NvmlUnavailable(self._reason_for(exc)) from exc
+                raise
             self.process_list_version = version
-            return [_Process(int(p.pid), self._used(p.usedGpuMemory)) for p in entries]
-        self.process_list_version = "v1"
-        return self._processes_v1(handle, base)
+            return processes
+        raise AssertionError("unreachable: v1 returns or raises")
+
+    def _processes_of(self, handle: Any, base: str, version: str) -> list[_Process]:
+        if version == "v1":
+            return self._processes_v1(handle, base)
+        function = getattr(self._lib, f"{base}_{version}", None)
+        if function is None:  # bindings older than the driver: as if the driver lacked it
+            cause = self._lib.NVMLError(self._code("NVML_ERROR_FUNCTION_NOT_FOUND"))
+            raise NvmlUnavailable(self._reason_for(cause)) from cause
+        entries = self._call(function, handle)
+        return [_Process(int(p.pid), self._used(p.usedGpuMemory)) for p in entries]
 
     def _processes_v1(self, handle: Any, symbol: str) -> list[_Process]:
+        """The v1 list through the raw C entry point (pynvml's own wrapper asks for v3)."""
         lib = self._lib
         function = self._call(lib._nvmlGetFunctionPointer, symbol)
         count = ctypes.c_uint(0)
         result = function(handle, ctypes.pointer(count), None)
         if result == lib.NVML_SUCCESS:
             return []
-        if result != lib.NVML_ERROR_INSUFFICIENT_SIZE:
-            raise NvmlUnavailable(self._reason_for(lib.NVMLError(result)))
-        count.value = count.value * 2 + 5
-        array = (_ProcessInfoV1 * count.value)()
-        result = function(handle, ctypes.pointer(count), array)
-        if result != lib.NVML_SUCCESS:
-            raise NvmlUnavailable(self._reason_for(lib.NVMLError(result)))
-        return [
-            _Process(int(array[i].pid), self._used(array[i].usedGpuMemory))
-            for i in range(count.value)
-        ]
+        for _ in range(3):  # the list may grow between the sizing call and the read
+            if result != lib.NVML_ERROR_INSUFFICIENT_SIZE:
+                break
+            count.value = count.value * 2 + 5
+            array = (_ProcessInfoV1 * count.value)()
+            result = function(handle, ctypes.pointer(count), array)
+            if result == lib.NVML_SUCCESS:
+                return [
+                    _Process(int(array[i].pid), self._used(array[i].usedGpuMemory))
+                    for i in range(count.value)
+                ]
+        cause = lib.NVMLError(result)
+        raise NvmlUnavailable(self._reason_for(cause)) from cause
 
     @staticmethod
     def _used(value: int | None) -> int | None:
@@ -231,6 +287,13 @@ class NvmlProbe:
             handles = self._start()
         except NvmlUnavailable as exc:
             return unavailable(self.fields, str(exc))
+        try:
+            return self._read(handles, pid)
+        except NvmlUnavailable as exc:  # only the fatal ones reach here
+            self._lost(exc)
+            return unavailable(self.fields, str(exc))
+
+    def _read(self, handles: Sequence[Any], pid: int) -> ProbeResult:
         values: dict[str, int] = {}
         missing: dict[str, str] = {}
         used_by_process, process_devices, reason = self._process_memory(handles, pid)
@@ -243,8 +306,13 @@ class NvmlProbe:
         try:
             values["encoder_sessions"] = sum(self._encoder_sessions(h, pid) for h in handles)
         except NvmlUnavailable as exc:
+            self._raise_if_fatal(exc)
             missing["encoder_sessions"] = str(exc)
         return ProbeResult(values, missing)
+
+    def _raise_if_fatal(self, exc: NvmlUnavailable) -> None:
+        if self._is_fatal(exc):
+            raise exc
 
     def _process_memory(
         self, handles: Sequence[Any], pid: int
@@ -261,6 +329,7 @@ class NvmlProbe:
                     if p.pid == pid
                 ]
             except NvmlUnavailable as exc:
+                self._raise_if_fatal(exc)
                 return None, devices, str(exc)
             if not listed:
                 continue
@@ -280,6 +349,7 @@ class NvmlProbe:
             try:
                 device_used, device_total = self._memory(handle)
             except NvmlUnavailable as exc:
+                self._raise_if_fatal(exc)
                 missing["device_used_bytes"] = missing["device_total_bytes"] = str(exc)
                 return
             used += device_used
