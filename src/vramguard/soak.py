@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vramguard import probes
-from vramguard.criteria import Criteria, judge
+from vramguard.criteria import REFERENCES_MODELLED, Criteria, judge
 from vramguard.encode import (
     EncoderConfig,
     EncoderError,
@@ -549,6 +549,7 @@ class SoakRunner:
             "acquisitions": acquisitions,
             "session_reuse_rate": reuse if acquisitions > 1 else None,
             "reference_peak_bytes": state.reference_peak if not cfg.baseline else None,
+            "reference_peak_basis": None if cfg.baseline else REFERENCES_MODELLED,
             "staging_peak_bytes": self.staging.stats()["peak_bytes"] if not cfg.baseline else None,
             "heap_free_bytes": heap.free_bytes if heap else None,
             "after_teardown_bytes": (
