@@ -19,11 +19,22 @@ class Criteria:
     max_reference_bytes: int = 50 * MB
 
 
+#: How reference-frame memory is known: no probe sees an encoder's decoded picture buffer,
+#: so it is the policy's figure, not a reading. `bench/references.py` measures the heap a
+#: reference costs, for comparison.
+REFERENCES_MODELLED = (
+    "modelled: references held (ReferenceTracker) x padded frame size (ReferencePolicy), "
+    "not measured"
+)
+
+
 def judge(
     result: dict[str, Any], criteria: Criteria, time_scale: float = 1.0
 ) -> list[dict[str, Any]]:
-    """Each criterion as measured beside its threshold; a criterion that could not be
-    measured in this run (reuse with a single acquisition) passes and says so.
+    """Each criterion as measured beside its threshold, and how the figure is known
+    (`basis`: measured by a probe, counted by the runner, or modelled). A criterion that
+    could not be measured in this run (reuse with a single acquisition; references in a
+    baseline run, which has no policy) passes and its basis says why.
 
     Growth is judged on the soak's own time scale, as the detector is: a soak whose window
     is shorter than 8 h allows `max_growth_bytes_per_hour / time_scale`, the same growth
@@ -36,21 +47,36 @@ def judge(
     reuse = result["session_reuse_rate"]
     references = result["reference_peak_bytes"]
     peak = result["peak_bytes"]
+    metric = result.get("metric") or "no metric"
+    unmeasured = "not measured in this run"
     rows = [
         ("peak memory", peak, f"< {criteria.max_peak_bytes}",
-         peak is None or peak < criteria.max_peak_bytes),
-        ("growth per hour", growth, f"CI holds 0 or < {allowed:.4g}; no alert", flat and no_leak),
+         peak is None or peak < criteria.max_peak_bytes,
+         f"measured: {metric}" if peak is not None else unmeasured),
+        ("growth per hour", growth, f"CI holds 0 or < {allowed:.4g}; no alert", flat and no_leak,
+         f"measured: trend of {metric}" if growth is not None else unmeasured),
         ("session reuse", reuse, f">= {criteria.min_reuse_rate}",
-         reuse is None or reuse >= criteria.min_reuse_rate),
+         reuse is None or reuse >= criteria.min_reuse_rate,
+         "counted by the session pool" if reuse is not None
+         else f"{unmeasured} (fewer than two acquisitions)"),
         ("frames dropped for memory", result["frames_dropped_memory"],
          f"<= {criteria.max_frames_dropped_memory}",
-         result["frames_dropped_memory"] <= criteria.max_frames_dropped_memory),
-        ("reference frames", references, f"< {criteria.max_reference_bytes}",
-         references is None or references < criteria.max_reference_bytes),
+         result["frames_dropped_memory"] <= criteria.max_frames_dropped_memory,
+         "counted by the runner"),
+        ("reference frames", references, f"< {criteria.max_reference_bytes} (modelled)",
+         references is None or references < criteria.max_reference_bytes,
+         REFERENCES_MODELLED if references is not None
+         else f"{unmeasured} (no reference policy)"),
         ("run completed", result.get("failure") or "yes", "no fatal fault",
-         not result.get("failure")),
+         not result.get("failure"), "the runner's own record"),
     ]  # fmt: skip
     return [
-        {"name": name, "measured": measured, "threshold": threshold, "passed": bool(passed)}
-        for name, measured, threshold, passed in rows
+        {
+            "name": name,
+            "measured": measured,
+            "threshold": threshold,
+            "passed": bool(passed),
+            "basis": basis,
+        }
+        for name, measured, threshold, passed, basis in rows
     ]
