@@ -129,7 +129,6 @@ def test_nvidia_smi_compute_apps_one_series_per_pid_and_na_skipped() -> None:
         ("empty.log", "empty file"),
         ("binary.log", "binary file"),
         ("no_time_column.csv", "without a timestamp column"),
-        ("backwards.csv", "time goes backwards"),
         ("backwards.jsonl", "line 3: time goes backwards"),
         ("not_a_number.jsonl", "line 3: 'host_rss_bytes' is not a number"),
         ("no_header.jsonl", "no vramguard header"),

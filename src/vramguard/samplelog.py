@@ -1,5 +1,5 @@
 """The sample log: JSON Lines written so that a kill -9 loses at most the line being written,
-and readers for it and for nvidia-smi's CSV logs.
+and readers for it and (through nvsmi.py) for nvidia-smi's CSV logs.
 
 Format (`vramguard.samples/1`, documented in docs/log-format.md): a header line
 `{"schema", "started", "source", "config"}`, then sample lines (`t`, `wall_s`, sizes in
@@ -10,12 +10,10 @@ line with a warning; any other damage is a `LogError` that names the line.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -27,7 +25,6 @@ from vramguard import faults
 from vramguard.tracker import PREFERRED_METRICS, SAMPLE_FIELDS, Sample
 
 SCHEMA = "vramguard.samples/1"
-_UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
 
 
 class LogError(ValueError):
@@ -160,6 +157,8 @@ class SampleLog:
     result: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     default_metric: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # other names of series (GPU ids)
+    budgets: dict[str, float] = field(default_factory=dict)  # series -> memory it may use
     _samples: list[Sample] | None = None
 
     @property
@@ -185,11 +184,23 @@ class SampleLog:
     def metric(self, name: str | None = None) -> tuple[str, Series]:
         """The named series, or the best one present; LogError when there is none."""
         chosen = name or self.default_metric
+        if chosen is not None and chosen not in self.series:
+            chosen = self.aliases.get(chosen.lower(), chosen)
         if chosen is None or chosen not in self.series:
             known = ", ".join(sorted(self.series)) or "none"
             what = f"metric {chosen!r}" if chosen else "memory metric"
             raise LogError(f"{self.path} has no {what} (it has: {known})")
         return chosen, self.series[chosen]
+
+    def budget_bytes(self, name: str) -> float | None:
+        """The memory a series can grow into (its GPU's memory.total, the device total),
+        for the time to exhaustion; None when the log does not say."""
+        if name in self.budgets:
+            return self.budgets[name]
+        totals = self.series.get("device_total_bytes")
+        if name in ("process_gpu_bytes", "device_used_bytes") and totals is not None:
+            return float(totals[1][-1])
+        return None
 
 
 def read_log(path: str | os.PathLike[str]) -> SampleLog:
@@ -214,6 +225,20 @@ def read_log(path: str | os.PathLike[str]) -> SampleLog:
     if text.lstrip().startswith(("{", "[")):
         return _read_jsonl(str(file), text)
     return _read_nvidia_smi(str(file), text)
+
+
+def _read_nvidia_smi(path: str, text: str) -> SampleLog:
+    from vramguard.nvsmi import SmiError, read_nvidia_smi  # nvsmi raises its own error
+
+    try:
+        smi = read_nvidia_smi(text)
+    except SmiError as exc:
+        raise LogError(f"{path}: {exc}") from None
+    kind: LogKind = "nvidia-smi-apps" if smi.kind == "nvidia-smi-apps" else "nvidia-smi-gpu"
+    return SampleLog(
+        path, kind, smi.series, warnings=smi.warnings, default_metric=smi.default_metric,
+        aliases=smi.aliases, budgets=smi.budgets,
+    )  # fmt: skip
 
 
 def _read_jsonl(path: str, text: str) -> SampleLog:
@@ -321,146 +346,3 @@ def _problem(value: Any, name: str, required: bool) -> str | None:
     if number < 0 and name not in _TIMES:
         return "is negative"
     return None
-
-
-_HEADER_UNIT = re.compile(r"^(.*?)\s*\[([A-Za-z]+)\]\s*$")
-
-
-def _parse_time(text: str) -> float:
-    for form in ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"):
-        try:
-            return dt.datetime.strptime(text.strip(), form).timestamp()
-        except ValueError:
-            continue
-    raise ValueError(text)
-
-
-def _parse_bytes(text: str, unit: str) -> float:
-    """nvidia-smi value -> bytes; NaN for "[N/A]", "[Not Supported]" and the like."""
-    text = text.strip()
-    if not text or text.startswith("[") or text.upper() in ("N/A", "NOT SUPPORTED"):
-        return math.nan
-    parts = text.split()
-    value = float(parts[0])
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"not a size: {text!r}")
-    if len(parts) > 1:
-        unit = parts[1]
-    multiplier = _UNITS.get(unit.lower())
-    if multiplier is None:
-        raise ValueError(f"unknown unit {unit!r}")
-    return value * multiplier
-
-
-def _read_nvidia_smi(path: str, text: str) -> SampleLog:
-    try:
-        rows = [r for r in csv.reader(text.splitlines(), skipinitialspace=True) if r]
-    except csv.Error as exc:
-        raise LogError(f"{path}: not a CSV log ({exc})") from None
-    if not rows:
-        raise LogError(f"{path}: no rows")
-    first = [c.strip().lower() for c in rows[0]]
-    names: list[str]
-    units: list[str]
-    if any("timestamp" in c for c in first):
-        names, units = [], []
-        for cell in first:
-            match = _HEADER_UNIT.match(cell)
-            names.append(match.group(1) if match else cell)
-            units.append(match.group(2) if match else "MiB")
-        body = rows[1:]
-        start_line = 2
-    elif first and "timestamp" not in first[0] and not _looks_like_time(rows[0][0]):
-        raise LogError(f"{path}: CSV without a timestamp column (nvidia-smi's first column)")
-    elif len(rows[0]) == 2:  # --query-gpu=timestamp,memory.used --format=csv,noheader,nounits
-        names, units, body, start_line = ["timestamp", "memory.used"], ["MiB"] * 2, rows, 1
-    elif len(rows[0]) == 3:  # --query-compute-apps=timestamp,pid,used_memory, noheader
-        names, units = ["timestamp", "pid", "used_gpu_memory"], ["MiB"] * 3
-        body, start_line = rows, 1
-    else:
-        raise LogError(f"{path}: unrecognised CSV: expected nvidia-smi's timestamp column first")
-    if "timestamp" not in names:
-        raise LogError(f"{path}: CSV without a timestamp column")
-    column = {name: i for i, name in enumerate(names)}
-    memory: str | None = next((n for n in ("used_gpu_memory", "used_memory") if n in column), None)
-    kind: LogKind = "nvidia-smi-apps" if memory is not None else "nvidia-smi-gpu"
-    if memory is None:
-        if "memory.used" not in column:
-            raise LogError(f"{path}: CSV has neither memory.used nor used_gpu_memory")
-        memory = "memory.used"
-    gpu_key = next((n for n in ("index", "pci.bus_id", "uuid", "gpu_uuid") if n in column), None)
-    return _collect_csv(path, kind, body, start_line, column, units, memory, gpu_key)
-
-
-def _looks_like_time(text: str) -> bool:
-    try:
-        _parse_time(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _collect_csv(
-    path: str,
-    kind: LogKind,
-    body: list[list[str]],
-    start_line: int,
-    column: dict[str, int],
-    units: list[str],
-    memory: str,
-    gpu_key: str | None,
-) -> SampleLog:
-    points: dict[str, list[tuple[float, float]]] = {}
-    t0: float | None = None
-    last_stamp = -math.inf
-    position = 0
-    for offset, row in enumerate(body):
-        number = start_line + offset
-        if len(row) != len(column):
-            if offset == len(body) - 1 and len(row) < len(column):
-                continue  # a torn last line
-            raise LogError(f"{path}: line {number} has {len(row)} columns, not {len(column)}")
-        try:
-            stamp = _parse_time(row[column["timestamp"]])
-            value = _parse_bytes(row[column[memory]], units[column[memory]])
-        except ValueError:
-            raise LogError(f"{path}: line {number} cannot be read: {','.join(row)}") from None
-        if stamp < last_stamp:
-            raise LogError(f"{path}: line {number}: time goes backwards")
-        position = position + 1 if stamp == last_stamp else 0
-        last_stamp = stamp
-        t0 = stamp if t0 is None else t0
-        if kind == "nvidia-smi-apps":
-            series = f"pid:{row[column['pid']].strip()}"
-        elif gpu_key is not None:
-            series = f"gpu:{row[column[gpu_key]].strip()}"
-        else:
-            series = f"gpu:{position}"  # rows at one timestamp are the GPUs in order
-        if math.isfinite(value):
-            points.setdefault(series, []).append((stamp - t0, value))
-    log = SampleLog(path, kind, {})
-    for name, pairs in points.items():
-        array = np.array(pairs, dtype=np.float64)
-        log.series[name] = (array[:, 0], array[:, 1])
-    if not log.series:
-        raise LogError(f"{path}: no memory values (every value is N/A or the log has no rows)")
-    if kind == "nvidia-smi-gpu":
-        log.series["device_used_bytes"] = _sum_series([log.series[k] for k in sorted(log.series)])
-        log.default_metric = "device_used_bytes"
-    else:
-        log.default_metric = max(points, key=lambda k: len(points[k]))
-    return log
-
-
-def _sum_series(parts: list[Series]) -> Series:
-    """Several GPUs' series added at the times all of them have."""
-    if len(parts) == 1:
-        return parts[0]
-    common = parts[0][0]
-    for times, _ in parts[1:]:
-        common = np.intersect1d(common, times)
-    total = np.zeros(len(common))
-    for times, values in parts:
-        index = np.searchsorted(times, common)
-        total += values[index]
-    return common, total

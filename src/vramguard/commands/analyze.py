@@ -44,9 +44,9 @@ def analyze(
     """The verdict on one series of a log, as a JSON-ready dictionary."""
     name, (t, values) = log.metric(metric)
     budget = args.budget
-    totals = log.series.get("device_total_bytes")
-    if budget is None and name in ("process_gpu_bytes", "device_used_bytes") and totals:
-        budget = int(totals[1][-1])
+    if budget is None:
+        known = log.budget_bytes(name)
+        budget = None if known is None else int(known)
     try:
         trend = detect_leak(t, values, detector_config(args), budget)
     except ValueError as exc:
