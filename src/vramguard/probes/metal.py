@@ -78,22 +78,39 @@ class _PyObjCBackend:
         )
         if status != 0:
             return None
-        total = 0
-        found = False
+        found: list[Any] = []
         try:
             while entry := names["IOIteratorNext"](iterator):
                 try:
-                    stats = names["IORegistryEntryCreateCFProperty"](
-                        entry, "PerformanceStatistics", None, 0
+                    found.append(
+                        names["IORegistryEntryCreateCFProperty"](
+                            entry, "PerformanceStatistics", None, 0
+                        )
                     )
-                    if stats is not None and "In use system memory" in stats:
-                        total += int(stats["In use system memory"])
-                        found = True
                 finally:
                     names["IOObjectRelease"](entry)
         finally:
             names["IOObjectRelease"](iterator)
-        return total if found else None
+        return in_use_bytes(found)
+
+
+#: PerformanceStatistics keys for memory in use, by accelerator: Apple silicon (AGX) first
+IN_USE_KEYS = ("In use system memory", "vramUsedBytes", "inUseVidMemoryBytes")
+
+
+def in_use_bytes(statistics: list[Any]) -> int | None:
+    """Memory in use summed over IOAccelerators' PerformanceStatistics dictionaries (None
+    entries skipped); None when no accelerator reports one of IN_USE_KEYS."""
+    total = 0
+    found = False
+    for stats in statistics:
+        if stats is None:
+            continue
+        key = next((k for k in IN_USE_KEYS if k in stats), None)
+        if key is not None:
+            total += int(stats[key])
+            found = True
+    return total if found else None
 
 
 class MetalProbe:
@@ -125,23 +142,36 @@ class MetalProbe:
         backend = self._start()
         if backend is None:
             return ProbeStatus(self.name, False, reason=self._reason)
-        return ProbeStatus(self.name, True, detail=f"{backend.device_name()}; Metal, IOKit")
+        try:
+            name = backend.device_name()
+        except Exception as exc:  # objc.error: a reason, not a crash
+            return ProbeStatus(self.name, False, reason=f"Metal failed: {exc}")
+        return ProbeStatus(self.name, True, detail=f"{name}; Metal, IOKit")
 
     def read(self, pid: int) -> ProbeResult:
         backend = self._start()
         if backend is None:
             return unavailable(self.fields, self._reason or "unavailable")
-        values: dict[str, int] = {"device_total_bytes": backend.recommended_max_bytes()}
+        values: dict[str, int] = {}
         missing: dict[str, str] = {}
+        calls: list[tuple[str, Any]] = [
+            ("device_total_bytes", backend.recommended_max_bytes),
+            ("device_used_bytes", backend.device_in_use_bytes),
+        ]
         if pid == os.getpid():
-            values["process_gpu_bytes"] = backend.allocated_bytes()
+            calls.append(("process_gpu_bytes", backend.allocated_bytes))
         else:
             missing["process_gpu_bytes"] = "Metal reports the own process only"
-        in_use = backend.device_in_use_bytes()
-        if in_use is None:
-            missing["device_used_bytes"] = "IOKit PerformanceStatistics not found"
-        else:
-            values["device_used_bytes"] = in_use
+        for field, call in calls:
+            try:
+                value = call()
+            except Exception as exc:  # objc.error and the like: this field only
+                missing[field] = f"Metal/IOKit failed: {exc}"
+                continue
+            if value is None:
+                missing[field] = "IOKit PerformanceStatistics not found"
+            else:
+                values[field] = int(value)
         return ProbeResult(values, missing)
 
     def close(self) -> None:

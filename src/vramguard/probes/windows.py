@@ -44,6 +44,18 @@ class WindowsBackend(Protocol):
         ...
 
 
+#: ERROR_ACCESS_DENIED, and PDH_ACCESS_DENIED (0xC0000BDB) as pywintypes gives it, signed
+_ACCESS_DENIED_CODES = frozenset({5, 0xC0000BDB, 0xC0000BDB - 2**32})
+
+
+def _is_access_denied(exc: BaseException) -> bool:
+    """Whether a pywintypes.error (`winerror`, `funcname`, `strerror`) means access denied."""
+    code = getattr(exc, "winerror", None)
+    if code is None and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]  # pywintypes.error's args are (winerror, funcname, strerror)
+    return code in _ACCESS_DENIED_CODES
+
+
 class _PdhDxgiBackend:
     """The real calls: win32pdh from pywin32, and DXGI through its COM vtable with ctypes."""
 
@@ -56,8 +68,8 @@ class _PdhDxgiBackend:
         pdh = self._pdh
         try:
             paths = pdh.ExpandCounterPath(pattern)
-        except Exception as exc:  # pywintypes.error: no such instance
-            if "access" in str(exc).lower():
+        except Exception as exc:  # pywintypes.error: no such instance, or access denied
+            if _is_access_denied(exc):
                 raise PermissionError(PERMISSION_DENIED) from exc
             return None
         if not paths:
@@ -98,7 +110,10 @@ class _Guid(ctypes.Structure):
 
     @classmethod
     def parse(cls, text: str) -> _Guid:
-        hexes = text.replace("-", "")
+        """A GUID from its text form ("770aae78-f26f-4dba-a829-253c83d1b387")."""
+        hexes = text.strip("{}").replace("-", "")
+        if len(hexes) != 32:
+            raise ValueError(f"not a GUID: {text!r}")
         tail = bytes.fromhex(hexes[16:])
         return cls(
             int(hexes[:8], 16),
@@ -135,7 +150,6 @@ class _VideoMemoryInfo(ctypes.Structure):
 
 _IID_FACTORY1 = "770aae78-f26f-4dba-a829-253c83d1b387"
 _IID_ADAPTER3 = "645967a4-1392-4310-a798-8053ce3e93fd"
-_DXGI_ERROR_NOT_FOUND = 0x887A0002 - 2**32
 _ADAPTER_FLAG_SOFTWARE = 2
 # vtable slots: IUnknown 0-2, IDXGIObject 3-6, IDXGIFactory 7-11, IDXGIFactory1 12-13;
 # IDXGIAdapter 7-9, IDXGIAdapter1 10, IDXGIAdapter2 11, IDXGIAdapter3 12-17.
@@ -161,8 +175,8 @@ def _dxgi_adapters() -> list[tuple[int, int, int]]:
         while True:
             adapter = ctypes.c_void_p()
             enum = _com_method(factory, _ENUM_ADAPTERS1, ctypes.c_uint, ctypes.c_void_p)
-            if enum(factory, index, ctypes.byref(adapter)) == _DXGI_ERROR_NOT_FOUND:
-                break
+            if enum(factory, index, ctypes.byref(adapter)) != 0:
+                break  # DXGI_ERROR_NOT_FOUND past the last adapter; any failure ends it too
             index += 1
             try:
                 found.extend(_adapter_memory(adapter))
@@ -229,7 +243,10 @@ class WindowsProbe:
         backend = self._start()
         if backend is None:
             return ProbeStatus(self.name, False, reason=self._reason)
-        total = backend.adapters_dedicated_total()
+        try:
+            total = backend.adapters_dedicated_total()
+        except Exception as exc:  # pywintypes.error, OSError from DXGI: a reason, not a crash
+            return ProbeStatus(self.name, False, reason=f"DXGI failed: {exc}")
         detail = "PDH GPU Process Memory; DXGI " + (
             "found no hardware adapter" if total is None else f"adapters {total} bytes dedicated"
         )
@@ -244,18 +261,28 @@ class WindowsProbe:
         missing: dict[str, str] = {}
         try:
             process = backend.process_memory(pid)
+            usage = backend.own_process_usage() if own and process is None else []
         except PermissionError:
-            process = None
+            process, usage = None, []
             missing["process_gpu_bytes"] = PERMISSION_DENIED
+        except Exception as exc:  # pywintypes.error, OSError: this field only
+            process, usage = None, []
+            missing["process_gpu_bytes"] = f"PDH failed: {exc}"
         if process is not None:
             values["process_gpu_bytes"] = process[0] + process[1]
-        elif own and (usage := backend.own_process_usage()):
+        elif usage:
             values["process_gpu_bytes"] = sum(current for current, _ in usage)
         elif "process_gpu_bytes" not in missing:
             values["process_gpu_bytes"] = 0  # PDH lists every process with GPU memory
-        used = backend.adapter_dedicated_usage()
-        total = backend.adapters_dedicated_total()
-        for field, value in (("device_used_bytes", used), ("device_total_bytes", total)):
+        for field, call in (
+            ("device_used_bytes", backend.adapter_dedicated_usage),
+            ("device_total_bytes", backend.adapters_dedicated_total),
+        ):
+            try:
+                value = call()
+            except Exception as exc:
+                missing[field] = f"PDH/DXGI failed: {exc}"
+                continue
             if value is None:
                 missing[field] = "no GPU adapter counters"
             else:
