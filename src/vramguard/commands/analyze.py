@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from vramguard.commands.analyze_prometheus import add_prometheus_arguments, run_prometheus
 from vramguard.commands.common import (
     add_detector_arguments,
     check_writable,
@@ -28,13 +29,14 @@ def add_parser(subparsers: Any) -> None:
         "verdict. Reads vramguard sample logs and nvidia-smi --query-gpu / "
         "--query-compute-apps CSV logs. Exit 0 stable or too short, 1 leak, 2 bad input.",
     )
-    parser.add_argument("file", help="the log")
+    parser.add_argument("file", nargs="?", help="the log (or --prometheus URL --query PROMQL)")
     parser.add_argument("--metric", default=None, help="series to judge (default: the best)")
     parser.add_argument("--json", action="store_true", help="print JSON (bytes, seconds)")
     parser.add_argument("--plot", default=None, metavar="PNG", help="write a plot")
     parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
     parser.add_argument("--force", action="store_true", help="overwrite --plot/--html files")
     add_detector_arguments(parser)
+    add_prometheus_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,6 +65,12 @@ def analyze(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.prometheus is not None or args.file is None:
+        if args.file is not None:
+            raise UsageError("give a log FILE or --prometheus URL, not both")
+        if args.prometheus is None:
+            raise UsageError("give a log FILE, or --prometheus URL --query PROMQL")
+        return run_prometheus(args)
     for target in (args.plot, args.html):
         if target is not None:
             check_writable(target, args.force)

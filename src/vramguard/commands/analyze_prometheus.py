@@ -1,0 +1,227 @@
+"""`vramguard analyze --prometheus URL --query PROMQL`: a verdict on every series of a range
+query, for the history operators already keep (dcgm-exporter, node_exporter, vramguard)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from vramguard.commands.common import (
+    argument_type,
+    check_writable,
+    detector_config,
+    duration,
+)
+from vramguard.errors import UsageError
+from vramguard.promhistory import (
+    UNITS,
+    History,
+    PrometheusError,
+    PromSeries,
+    RangeQuery,
+    iso,
+    parse_time,
+    read_range,
+)
+from vramguard.report import plot_png, trend_document, write_new
+from vramguard.trend import Trend, detect_leak
+from vramguard.units import format_bytes, format_duration
+
+DEFAULT_SINCE_S = 7 * 86400.0
+MAX_PLOTS = 12
+
+
+def add_prometheus_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("history from Prometheus (instead of FILE)")
+    group.add_argument("--prometheus", default=None, metavar="URL",
+                       help="read a range query from Prometheus: http://HOST:9090")  # fmt: skip
+    group.add_argument("--query", default=None, metavar="PROMQL",
+                       help="the series to judge, one verdict each (PromQL)")  # fmt: skip
+    group.add_argument("--since", type=duration, default=None, metavar="DURATION",
+                       help="how far back from --end (default 7d)")  # fmt: skip
+    group.add_argument("--start", type=argument_type(parse_time), default=None, metavar="TIME",
+                       help="range start: Unix seconds or ISO 8601 (UTC by default)")  # fmt: skip
+    group.add_argument("--end", type=argument_type(parse_time), default=None, metavar="TIME",
+                       help="range end (default now)")  # fmt: skip
+    group.add_argument("--step", type=duration, default=60.0, metavar="DURATION",
+                       help="resolution of the query (default 60s)")  # fmt: skip
+    group.add_argument("--unit", default=None, choices=sorted(UNITS, key=UNITS.__getitem__),
+                       type=str.lower, help="unit of the values where the metric name does "
+                       "not say it (dcgm's *_FB_* are MiB, *_bytes are bytes)")  # fmt: skip
+    group.add_argument("--timeout", type=duration, default=30.0, metavar="DURATION",
+                       help="how long each request may take (default 30s)")  # fmt: skip
+
+
+def range_query(args: argparse.Namespace) -> RangeQuery:
+    """The query the options ask for; UsageError for a contradiction."""
+    if args.query is None:
+        raise UsageError("--prometheus needs --query PROMQL (e.g. --query DCGM_FI_DEV_FB_USED)")
+    if args.since is not None and args.start is not None:
+        raise UsageError("give --since or --start, not both")
+    if args.metric is not None or args.plot is not None:
+        raise UsageError(
+            "--metric and --plot are for a log file; --prometheus judges every series of "
+            "the query (narrow it in PROMQL, see them all with --html)"
+        )
+    end = args.end if args.end is not None else time.time()
+    start = args.start if args.start is not None else end - (args.since or DEFAULT_SINCE_S)
+    try:
+        return RangeQuery(args.prometheus, args.query, start, end, args.step)
+    except PrometheusError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def judge(series: PromSeries, args: argparse.Namespace) -> tuple[dict[str, Any], Trend]:
+    """One series' verdict as a JSON-ready dictionary (times from its first point)."""
+    t0 = float(series.times_s[0])
+    trend = detect_leak(
+        times_s=series.times_s - t0,
+        values_bytes=series.values_bytes,
+        config=detector_config(args),
+        budget_bytes=args.budget,
+    )
+    document = {"series": series.name, "labels": dict(series.labels), "start": iso(t0)}
+    document.update(trend_document(trend, series.name))
+    document["budget_bytes"] = args.budget
+    return document, trend
+
+
+def run_prometheus(args: argparse.Namespace) -> int:
+    """Read, judge every series, print the table or JSON, write --html; 1 if any leaks."""
+    query = range_query(args)
+    if args.html is not None:
+        check_writable(args.html, args.force)
+    try:
+        history = read_range(query, unit=args.unit, timeout_s=args.timeout)
+    except PrometheusError as exc:
+        raise UsageError(str(exc)) from None
+    if not history.series:
+        why = "; ".join(f"{name}: {reason}" for name, reason in history.unreadable.items())
+        raise UsageError(f"no series of the query could be read ({why})")
+    judged = [judge(series, args) for series in history.series]
+    documents = [document for document, _ in judged]
+    leaking = [d["series"] for d in documents if d["verdict"] == "leak"]
+    verdicts = {d["verdict"] for d in documents}
+    overall = "leak" if leaking else "stable" if "stable" in verdicts else "insufficient-data"
+    result = {
+        "verdict": overall,
+        "source": {
+            "prometheus": query.shown_url,
+            "query": query.query,
+            "start": iso(query.start_s),
+            "end": iso(query.end_s),
+            "step_s": query.step_s,
+        },
+        "leaking": leaking,
+        "series": documents,
+        "unreadable": [{"series": n, "reason": r} for n, r in history.unreadable.items()],
+        "warnings": history.warnings,
+    }
+    _warn(history)
+    if args.html:
+        write_new(args.html, _page(result, history, judged), force=args.force)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
+    return 1 if leaking else 0
+
+
+def _warn(history: History) -> None:
+    if history.unreadable:
+        names = "; ".join(f"{n} ({r})" for n, r in history.unreadable.items())
+        total = len(history.unreadable) + len(history.series)
+        print(f"vramguard: warning: {len(history.unreadable)} of {total} series could not be "
+              f"read and are not judged: {names}", file=sys.stderr)  # fmt: skip
+    for warning in history.warnings:
+        print(f"vramguard: warning: {warning}", file=sys.stderr)
+
+
+def _rows(document: dict[str, Any]) -> list[str]:
+    slope = document["slope_bytes_per_hour"]
+    return [
+        document["series"],
+        document["verdict"],
+        "n/a" if slope is None else f"{slope / 1e6:+.2f}",
+        format_duration(document["first_alert_t"]) if document["first_alert_t"] else "-",
+        format_bytes(document["peak_bytes"]),
+        str(document["samples"]),
+        document["reason"],
+    ]
+
+
+HEADINGS = ["series", "verdict", "growth, whole series (MB/h)", "first alert", "peak",
+            "samples", "reason"]  # fmt: skip
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    console = Console()
+    source = result["source"]
+    leaking = result["leaking"]
+    colour = "red" if leaking else "green"
+    headline = f"{len(leaking)} of {len(result['series'])} series leak" if leaking else (
+        f"no series of {len(result['series'])} leaks")  # fmt: skip
+    console.print(f"[bold {colour}]{result['verdict']}[/]: {headline} "
+                  f"({escape(source['query'])}, {source['start']} to {source['end']})")  # fmt: skip
+    table = Table()
+    for heading in HEADINGS:
+        table.add_column(heading)
+    for document in result["series"]:
+        style = {"leak": "red", "stable": "green"}.get(document["verdict"], "yellow")
+        table.add_row(*(escape(cell) for cell in _rows(document)), style=style)
+    console.print(table)
+
+
+def _page(
+    result: dict[str, Any], history: History, judged: list[tuple[dict[str, Any], Trend]]
+) -> str:
+    """One self-contained page: the table, then a plot of each leaking series."""
+    source = result["source"]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADINGS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _rows(d)) + "</tr>"
+        for d in result["series"]
+    )
+    plots: list[str] = []
+    by_name = {s.name: s for s in history.series}
+    for document, trend in judged:
+        if document["verdict"] != "leak" or len(plots) >= MAX_PLOTS:
+            continue
+        series = by_name[document["series"]]
+        png = plot_png(series.times_s - series.times_s[0], series.values_bytes, series.name, trend)
+        image = base64.b64encode(png).decode()
+        plots.append(f'<h2>{html.escape(series.name)}</h2><img alt="{html.escape(series.name)}" '
+                     f'src="data:image/png;base64,{image}">')  # fmt: skip
+    notes = [f"{u['series']}: {u['reason']}" for u in result["unreadable"]] + result["warnings"]
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    title = f"vramguard analyze: {source['query']}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-top: 1em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(result["verdict"])}: {len(result["leaking"])} of {len(result["series"])} series
+leak; {html.escape(source["prometheus"])}, {source["start"]} to {source["end"]},
+step {source["step_s"]:g} s</p>
+<table><tr>{head}</tr>
+{body}
+</table>
+<ul>{items}</ul>
+{"".join(plots)}
+</body></html>
+"""
