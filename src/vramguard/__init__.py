@@ -4,11 +4,13 @@ The public API is re-exported here; everything else is an implementation detail.
 """
 
 from vramguard.encode import (
+    BitrateOutOfRange,
     EncoderConfig,
     EncoderError,
     EncoderSession,
     EncoderUnavailable,
     open_encoder,
+    warm_session_bytes,
 )
 from vramguard.exporter import MetricsExporter
 from vramguard.heap import HeapStats, heap_stats, heap_unavailable_reason, trim_heap
@@ -34,6 +36,7 @@ from vramguard.units import format_bytes, parse_duration, parse_resolution, pars
 __version__ = "0.1.0"
 
 __all__ = [
+    "BitrateOutOfRange",
     "Criteria",
     "DetectorConfig",
     "EncoderConfig",
@@ -83,4 +86,5 @@ __all__ = [
     "read",
     "read_log",
     "trim_heap",
+    "warm_session_bytes",
 ]

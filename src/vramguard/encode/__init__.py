@@ -1,8 +1,10 @@
 """Encoder sessions over PyAV: configuration, encoder choice with fallback, explicit teardown."""
 
-from vramguard.encode.backends import ENCODERS, candidates
+from vramguard.encode.backends import ENCODERS, adapts_in_place, candidates
 from vramguard.encode.config import CODECS, EncoderConfig
+from vramguard.encode.costs import warm_session_bytes
 from vramguard.encode.session import (
+    BitrateOutOfRange,
     EncoderChoice,
     EncoderError,
     EncoderSession,
@@ -14,12 +16,15 @@ from vramguard.encode.session import (
 __all__ = [
     "CODECS",
     "ENCODERS",
+    "BitrateOutOfRange",
     "EncoderChoice",
     "EncoderConfig",
     "EncoderError",
     "EncoderSession",
     "EncoderUnavailable",
     "SessionClosed",
+    "adapts_in_place",
     "candidates",
     "open_encoder",
+    "warm_session_bytes",
 ]

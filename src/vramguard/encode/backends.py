@@ -21,18 +21,27 @@ class Family:
     name: str
     hardware: bool
     input_pix_fmt: str | None = None  # the format it wants frames in, when not the config's
-    # Honours a new bit_rate while open. Measured with PyAV 18 / FFmpeg 8: libx264, libx265
-    # and libsvtav1 keep their opening rate (x264 applies only VBV maxrate changes, which
-    # PyAV 18 cannot set after open); FFmpeg's nvenc, qsv and amf reconfigure per frame.
+    # Follows a new bit_rate while open (FFmpeg 8's source; measured here for libx264):
+    # FFmpeg's libx264 reconfigures x264 when `bit_rate` moves, and x264 keeps a stream that
+    # starts as CBR in CBR, moving its VBV cap and its target to each new rate up to the rate
+    # it opened at; nvenc re-reads `bit_rate` every frame where the GPU supports dynamic
+    # bitrate; qsv resets the encoder. libx265, libsvtav1, amf, VA-API and the rest keep the
+    # rate they opened at.
     bitrate_in_place: bool = False
+    # Opened at the config's ceiling (x264: bit_rate = maxrate = ceiling, the CBR that can
+    # come down and go back up), the asked rate set before the first frame.
+    opens_at_ceiling: bool = False
+    # Each in-place change starts a new IDR (nvenc: forceIDR; qsv: an encoder reset).
+    keyframe_on_rate_change: bool = False
 
 
-X264 = Family("x264", False)
+X264 = Family("x264", False, bitrate_in_place=True, opens_at_ceiling=True)
 X265 = Family("x265", False)
 SVTAV1 = Family("svtav1", False)
-NVENC = Family("nvenc", True, bitrate_in_place=True)
-QSV = Family("qsv", True, input_pix_fmt="nv12", bitrate_in_place=True)
-AMF = Family("amf", True, input_pix_fmt="nv12", bitrate_in_place=True)
+NVENC = Family("nvenc", True, bitrate_in_place=True, keyframe_on_rate_change=True)
+QSV = Family("qsv", True, input_pix_fmt="nv12", bitrate_in_place=True,
+             keyframe_on_rate_change=True)  # fmt: skip
+AMF = Family("amf", True, input_pix_fmt="nv12")
 VAAPI = Family("vaapi", True, input_pix_fmt="vaapi")
 VIDEOTOOLBOX = Family("videotoolbox", True, input_pix_fmt="nv12")
 MEDIA_FOUNDATION = Family("mf", True, input_pix_fmt="nv12")
@@ -87,11 +96,50 @@ def check_explicit(config: EncoderConfig) -> None:
         raise ValueError(f"encoder {config.encoder!r} encodes {known[0]}, not {config.codec}")
 
 
+#: x264 options (FFmpeg's and x264-params') that take the rate out of `bit_rate`'s hands: a
+#: session opened with any of them cannot be trusted to follow a new rate
+_X264_RATE_OPTIONS = frozenset({"b", "crf", "crf_max", "qp", "maxrate", "bufsize", "nal-hrd"})
+_X264_RATE_PARAMS = frozenset({
+    "bitrate", "crf", "qp", "vbv-maxrate", "vbv_maxrate", "vbv-bufsize", "vbv_bufsize",
+    "nal-hrd", "nal_hrd", "pass", "ratetol",
+})  # fmt: skip
+
+
+def adapts_in_place(encoder: str, config: EncoderConfig) -> bool:
+    """Whether a session of `encoder` opened for `config` follows a new bitrate while open.
+
+    libx264 does when vramguard opened it in CBR at the config's ceiling, which options of
+    the user's own that set the rate control (crf, qp, VBV sizes, NAL HRD, two-pass) undo."""
+    family = family_of(encoder)
+    if not family.bitrate_in_place:
+        return False
+    if family is X264:
+        if _X264_RATE_OPTIONS & set(config.options):
+            return False
+        params = ":".join(config.options.get(k, "") for k in ("x264-params", "x264opts"))
+        keys = {item.split("=", 1)[0].strip() for item in params.split(":") if item.strip()}
+        return not keys & _X264_RATE_PARAMS
+    return True
+
+
+def vbv_buffer_kbits(encoder: str, config: EncoderConfig) -> int:
+    """The VBV buffer a session opens with: one second of its rate, except for a libx264
+    session that changes rate in place, which gets a third of its ceiling (PyAV 18 cannot
+    set `rc_buffer_size` after open, so the buffer cannot follow the rate). Measured at
+    1080p on testsrc2, 30-second rungs of 5000/8000/2000/3500 kbps, ceiling 8000, against a
+    fresh session per rung (bench/adapt.py): a buffer of the whole ceiling left rungs
+    reached from below 4-6% short and 0.5 dB under; 1/2, 1/3 and 1/4 of it kept every rung
+    within 3%, 2.1% and 1.9%, and PSNR within 0.29, 0.25 and 0.31 dB."""
+    ceiling = config.ceiling_kbps
+    adapting = config.max_bitrate_kbps is not None and adapts_in_place(encoder, config)
+    return max(1, ceiling // 3) if adapting and family_of(encoder).opens_at_ceiling else ceiling
+
+
 def encoder_options(encoder: str, config: EncoderConfig) -> dict[str, str]:
     """FFmpeg options for a low-latency, constant-rate session of this family."""
     family = family_of(encoder)
     ceiling = config.ceiling_kbps
-    vbv = {"maxrate": f"{ceiling}k", "bufsize": f"{ceiling}k"}
+    vbv = {"maxrate": f"{ceiling}k", "bufsize": f"{vbv_buffer_kbits(encoder, config)}k"}
     options: dict[str, str]
     if family is X264:
         options = {"preset": "ultrafast", **vbv}

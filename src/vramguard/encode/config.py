@@ -20,7 +20,9 @@ class EncoderConfig:
 
     `encoder` is "auto" (hardware first, then software) or an FFmpeg encoder name.
     `gop` is frames between keyframes (default: two seconds). `max_bitrate_kbps` is the
-    ceiling an in-place bitrate change may reach (default: the bitrate).
+    ceiling an in-place bitrate change may reach (default: the bitrate, a fixed-rate
+    session); with it, a libx264 session opens in CBR at the ceiling and is brought down to
+    `bitrate_kbps` before its first frame, so that it can change rate in place.
     """
 
     codec: str
@@ -78,7 +80,7 @@ class EncoderConfig:
         return (
             self.codec, self.encoder, self.width, self.height, self.pix_fmt, self.fps,
             self.gop_frames, self.low_latency, self.ceiling_kbps,
-            tuple(sorted(self.options.items())),
+            self.max_bitrate_kbps is None, tuple(sorted(self.options.items())),
         )  # fmt: skip
 
     def with_bitrate(self, kbps: int) -> EncoderConfig:

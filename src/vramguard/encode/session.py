@@ -22,7 +22,13 @@ import av.logging
 from av.video.frame import PictureType
 
 from vramguard import faults
-from vramguard.encode.backends import candidates, check_explicit, encoder_options, family_of
+from vramguard.encode.backends import (
+    adapts_in_place,
+    candidates,
+    check_explicit,
+    encoder_options,
+    family_of,
+)
 from vramguard.encode.config import EncoderConfig
 
 Packet = Any  # av.Packet (generic in PyAV's stubs; its type parameter says nothing here)
@@ -40,6 +46,11 @@ class EncoderError(RuntimeError):
 
 class SessionClosed(RuntimeError):
     """The session was used after close()."""
+
+
+class BitrateOutOfRange(ValueError):
+    """A rate a session cannot be asked for: zero, negative, or above its ceiling. The
+    session is left as it was, still usable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +82,16 @@ def _open_context(name: str, config: EncoderConfig) -> Any:
     except Exception:  # av.codec.codec.UnknownCodecError
         raise EncoderUnavailable("not in this FFmpeg build") from None
     family = family_of(name)
+    # x264 opened in CBR at the ceiling follows each lower (and again higher) rate; opened
+    # low, it never rises above the rate it opened at (FFmpeg passes the new bit_rate, x264
+    # clamps it to the VBV maxrate it opened with)
+    at_ceiling = family.opens_at_ceiling and adapts_in_place(name, config)
     ctx: Any = av.CodecContext.create(codec)
     ctx.width, ctx.height = config.width, config.height
     ctx.pix_fmt = family.input_pix_fmt or config.pix_fmt
     ctx.time_base = Fraction(1, config.fps)
     ctx.framerate = Fraction(config.fps, 1)
-    ctx.bit_rate = config.bitrate_kbps * 1000
+    ctx.bit_rate = (config.ceiling_kbps if at_ceiling else config.bitrate_kbps) * 1000
     ctx.gop_size = config.gop_frames
     if config.low_latency:
         ctx.max_b_frames = 0
@@ -97,6 +112,8 @@ def _open_context(name: str, config: EncoderConfig) -> Any:
                     raise EncoderUnavailable(_ffmpeg_reason(exc, logs)) from None
         finally:
             av.logging.set_level(level)
+    # the asked rate, taken up by FFmpeg's libx264 before the first frame (reconfig_encoder)
+    ctx.bit_rate = config.bitrate_kbps * 1000
     return ctx
 
 
@@ -126,6 +143,10 @@ class SessionStats:
     packets_out: int = 0
     bytes_out: int = 0
     keyframes_forced: int = 0
+    keyframes_out: int = 0
+    #: keyframes out of the first frame after an in-place rate change that neither the GOP
+    #: nor force_keyframe() asked for (nvenc forces an IDR at each change; x264 does not)
+    keyframes_after_rate_change: int = 0
     bitrate_changes: int = 0
     opened_at: float = field(default_factory=time.monotonic)
 
@@ -143,6 +164,9 @@ class EncoderSession:
         self._input_format = ctx.pix_fmt
         self._pts = 0
         self._force_keyframe = False
+        self._adapts = adapts_in_place(encoder, config)
+        self._rate_changed = False  # an in-place change the next frame will carry
+        self._since_keyframe = config.gop_frames  # packets since the last keyframe
         self._failure: str | None = None
         self._reusable = True
         self._last_converted: Any = None
@@ -156,6 +180,11 @@ class EncoderSession:
     @property
     def bitrate_kbps(self) -> int:
         return self.config.bitrate_kbps
+
+    @property
+    def adapts_in_place(self) -> bool:
+        """Whether `set_bitrate` changes this session's rate (else a new session is needed)."""
+        return self._adapts
 
     @property
     def pending_frames(self) -> int:
@@ -185,7 +214,8 @@ class EncoderSession:
             self._last_converted = frame
         frame.pts = self._pts
         self._pts += 1
-        frame.pict_type = PictureType.I if self._force_keyframe else PictureType.NONE
+        forced, after_change = self._force_keyframe, self._rate_changed
+        frame.pict_type = PictureType.I if forced else PictureType.NONE
         try:
             faults.hit("encode")  # test-only seam: the device lost mid-stream
             packets: list[Packet] = ctx.encode(frame)
@@ -194,12 +224,28 @@ class EncoderSession:
             raise EncoderError(f"{self.encoder}: {self._failure}") from exc
         finally:
             frame.pict_type = PictureType.NONE  # a pooled frame must not stay a keyframe
-        if self._force_keyframe:
+        if forced:
             self._force_keyframe = False
             self.stats.keyframes_forced += 1
+        self._rate_changed = False
         self.stats.frames_in += 1
         self._count(packets)
+        self._count_keyframes(packets, forced, after_change)
         return packets
+
+    def _count_keyframes(self, packets: list[Packet], forced: bool, after_change: bool) -> None:
+        """Keyframes out, and those a rate change caused: a keyframe the GOP did not
+        schedule (fewer packets than a GOP since the last) nor the caller force, out of the
+        first frame after the change (a packet per frame: low-latency sessions)."""
+        for packet in packets:
+            if not packet.is_keyframe:
+                self._since_keyframe += 1
+                continue
+            scheduled = self._since_keyframe + 1 >= self.config.gop_frames
+            if after_change and not forced and not scheduled:
+                self.stats.keyframes_after_rate_change += 1
+            self.stats.keyframes_out += 1
+            self._since_keyframe = 0
 
     def _count(self, packets: list[Packet]) -> None:
         self.stats.packets_out += len(packets)
@@ -217,16 +263,28 @@ class EncoderSession:
         self._force_keyframe = True
 
     def set_bitrate(self, kbps: int) -> bool:
-        """Change the target bitrate in place; False where this encoder cannot (then the
-        caller needs a session opened at the new rate)."""
+        """Change the target bitrate in place, from the next frame on; True when the session
+        now encodes at `kbps` (already did, or changed), False where this encoder cannot
+        change it (`config` is then left as it was, and the caller needs a session opened at
+        the new rate). libx264 follows it without a keyframe; nvenc and qsv start an IDR.
+
+        Raises BitrateOutOfRange for zero, a negative rate or one above the ceiling the
+        session opened with (`max_bitrate_kbps`); the session stays as it was."""
         ctx = self._live_context()
+        ceiling = self.config.ceiling_kbps
+        if isinstance(kbps, bool) or not isinstance(kbps, int) or not 1 <= kbps <= ceiling:
+            raise BitrateOutOfRange(
+                f"cannot set {kbps!r} kbps on this {self.encoder} session: its range is "
+                f"1 to its ceiling of {ceiling} kbps (max_bitrate_kbps when opened)"
+            )
         if kbps == self.config.bitrate_kbps:
             return True
-        if not self._family.bitrate_in_place or kbps > self.config.ceiling_kbps or kbps < 1:
+        if not self._adapts:
             return False
         ctx.bit_rate = kbps * 1000
         self.config = self.config.with_bitrate(kbps)
         self.stats.bitrate_changes += 1
+        self._rate_changed = True
         return True
 
     def drain(self) -> list[Packet]:

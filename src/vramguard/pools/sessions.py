@@ -2,10 +2,22 @@
 
 Sessions are keyed by what cannot change in place (codec, encoder, size, pixel format, fps,
 GOP, ceiling); a session whose bitrate differs is reconfigured in place where the encoder
-can, else a warm session at the asked rate is used, else a new one is opened. Every policy
-is a named argument, as in SQLAlchemy's pool: `max_sessions` (the hardware cap: GeForce
-allows 8 NVENC sessions per system), `max_idle`, `idle_ttl_s`, and the `timeout` of
-`acquire`. Errors name the limit that was hit and its value.
+can, else a warm session at the asked rate is used, else a new one is opened. A client's
+own rate change (`change_bitrate`) is served on its own session wherever that session
+changes rate in place (libx264, nvenc, qsv): one session per client, no new encoder, and
+for libx264 no keyframe. Every policy is a named argument, as in SQLAlchemy's pool:
+`max_sessions` (the hardware cap: GeForce allows 8 NVENC sessions per system), `max_idle`,
+`max_idle_bytes` (the idle encoder memory the pool may hold, by `session_bytes`, the
+measured cost of a warm session of a config), `idle_ttl_s`, and the `timeout` of `acquire`.
+Errors name the limit that was hit and its value.
+
+What each strategy costs: a session that changes rate in place costs nothing per change
+(no open, no memory, no keyframe with libx264; an IDR with nvenc and qsv). For encoders
+that cannot (libx265, libsvtav1), a warm session per rate saves an open per change and
+costs its memory while idle (a 1080p SVT-AV1 session ~77 MB); `max_idle_bytes` caps that,
+and an open first closes the oldest idle sessions until the new one fits beside them
+within the budget, so a budget of one session keeps the memory of the unpooled way (one
+encoder at a time) and still serves a reconnect at the same rate warm.
 
 Lifecycle of a session: opened -> leased -> released (drained, checked, idle) -> leased
 again (starting with a keyframe) ... -> closed when it expires, is evicted for room, fails
@@ -29,7 +41,8 @@ from vramguard.heap import trim_heap
 
 
 class PoolSession(Protocol):
-    """What the pool needs of a session (EncoderSession has it)."""
+    """What the pool needs of a session (EncoderSession has it). `set_bitrate` returns
+    False where the session cannot change rate in place."""
 
     config: EncoderConfig
 
@@ -83,6 +96,7 @@ class Lease:
 class _Idle:
     session: Any
     since: float
+    bytes: int  # what it is estimated to hold while idle (0 without a budget)
 
 
 @dataclass
@@ -91,6 +105,9 @@ class _Counts:
     created: int = 0
     reused: int = 0
     reconfigured: int = 0
+    rate_changes: int = 0
+    adapted_in_place: int = 0
+    evicted_for_budget: int = 0
     invalidated: int = 0
     expired: int = 0
     evicted: int = 0
@@ -112,15 +129,25 @@ class SessionPool:
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[str, Any], None] | None = None,
         trim_heap_after_close: bool = True,
+        max_idle_bytes: int | None = None,
+        session_bytes: Callable[[EncoderConfig], int] | None = None,
     ) -> None:
         if max_sessions < 1 or max_idle < 0 or idle_ttl_s <= 0:
             raise ValueError("max_sessions >= 1, max_idle >= 0 and idle_ttl_s > 0 are required")
+        if max_idle_bytes is not None and max_idle_bytes < 0:
+            raise ValueError(f"max_idle_bytes must be 0 or more, not {max_idle_bytes}")
         if open_session is None:
             from vramguard.encode.session import open_encoder
 
             open_session = open_encoder
+        if session_bytes is None:
+            from vramguard.encode.costs import warm_session_bytes
+
+            session_bytes = warm_session_bytes
         self._open = open_session
+        self._session_bytes = session_bytes
         self.max_idle = max_idle
+        self.max_idle_bytes = max_idle_bytes
         self.max_sessions = max_sessions
         self.idle_ttl_s = idle_ttl_s
         self._clock = clock
@@ -151,6 +178,7 @@ class SessionPool:
                     if lease is not None:
                         return lease
                     if self._room(to_close):
+                        self._fit_budget(self._cost(config), to_close)
                         self._opening += 1
                         break
                     self._wait(deadline)
@@ -196,6 +224,47 @@ class SessionPool:
             self._emit("reuse", session)
             return Lease(self, session, config, reused=True)
         return None
+
+    def change_bitrate(self, lease: Lease, kbps: int, timeout: float | None = None) -> Lease:
+        """A client's new rate: on its own session where that session changes rate in place
+        (the same lease comes back, no keyframe asked for), else the session is released
+        and one at the new rate acquired (warm if kept, else opened) and returned.
+
+        Raises the session's BitrateOutOfRange for a rate it can never have (the lease and
+        its session stay as they were)."""
+        with self._lock:
+            if lease._done or lease.pool is not self:
+                raise PoolError("this lease was already released or invalidated")
+        if kbps == lease.session.config.bitrate_kbps:
+            return lease
+        adapted = lease.session.set_bitrate(kbps)
+        with self._lock:
+            self._counts.rate_changes += 1
+            if adapted:
+                self._counts.adapted_in_place += 1
+        if adapted:
+            lease.config = lease.config.with_bitrate(kbps)
+            self._emit("adapt", lease.session)
+            return lease
+        config = lease.config.with_bitrate(kbps)
+        self.release(lease)
+        return self.acquire(config, timeout)
+
+    def _cost(self, config: EncoderConfig) -> int:
+        return 0 if self.max_idle_bytes is None else self._session_bytes(config)
+
+    def _idle_bytes(self) -> int:
+        return sum(i.bytes for i in self._idle)
+
+    def _fit_budget(self, extra_bytes: int, to_close: list[Any]) -> None:
+        """Close the oldest idle sessions until the idle ones and `extra_bytes` (a session
+        about to be opened) fit `max_idle_bytes`."""
+        if self.max_idle_bytes is None:
+            return
+        while self._idle and self._idle_bytes() + extra_bytes > self.max_idle_bytes:
+            to_close.append(self._idle.pop(0).session)
+            self._counts.evicted += 1
+            self._counts.evicted_for_budget += 1
 
     def _room(self, to_close: list[Any]) -> bool:
         """Whether one more session may be opened, evicting the oldest idle one if needed."""
@@ -264,13 +333,15 @@ class SessionPool:
         except Exception:
             keep = False
         to_close: list[Any] = []
+        cost = self._cost(session.config) if keep else 0
         with self._lock:
             self._leased.discard(id(session))
             if keep and not self._closed and self.max_idle > 0:
-                self._idle.append(_Idle(session, self._clock()))
+                self._idle.append(_Idle(session, self._clock(), cost))
                 while len(self._idle) > self.max_idle:
                     to_close.append(self._idle.pop(0).session)
                     self._counts.evicted += 1
+                self._fit_budget(0, to_close)
             else:
                 to_close.append(session)
                 if not keep:
@@ -314,14 +385,25 @@ class SessionPool:
     # -- reporting ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, float | int]:
-        """Counters since the pool was made, and the sessions in use and idle now."""
+        """Counters since the pool was made, and the sessions in use and idle now.
+
+        `requests` are the sessions clients asked for: each acquire, and each rate change
+        served on the client's own session (`adapted_in_place`); `reuse_rate` is the share
+        of them served without opening an encoder. `idle_bytes` is what the idle sessions
+        are estimated to hold (by `session_bytes`; 0 without `max_idle_bytes`)."""
         with self._lock:
             counts = self._counts
+            requests = counts.acquisitions + counts.adapted_in_place
+            warm = counts.reused + counts.adapted_in_place
             return {
                 "acquisitions": counts.acquisitions,
+                "requests": requests,
                 "created": counts.created,
                 "reused": counts.reused,
                 "reconfigured": counts.reconfigured,
+                "rate_changes": counts.rate_changes,
+                "adapted_in_place": counts.adapted_in_place,
+                "evicted_for_budget": counts.evicted_for_budget,
                 "invalidated": counts.invalidated,
                 "expired": counts.expired,
                 "evicted": counts.evicted,
@@ -331,7 +413,8 @@ class SessionPool:
                 "open_failures": counts.open_failures,
                 "in_use": len(self._leased),
                 "idle": len(self._idle),
-                "reuse_rate": counts.reused / counts.acquisitions if counts.acquisitions else 0.0,
+                "idle_bytes": self._idle_bytes(),
+                "reuse_rate": warm / requests if requests else 0.0,
             }
 
     def _check_open(self) -> None:
