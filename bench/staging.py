@@ -25,6 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
+import results as render  # bench/results.py: the one renderer of these tables
 from vramguard import read, trim_heap
 from vramguard.encode import EncoderConfig, open_encoder
 from vramguard.pools.staging import StagingPool, frame_bytes
@@ -120,23 +121,11 @@ def main() -> None:
         child("--frames", str(args.frames), "--child", "encode", m) for m in ("new-frame", "pool")
     ]
     cycles = [child("--cycles", str(args.cycles), "--child", "cycles", m) for m in ("keep", "trim")]
-    print(f"## {args.frames} frames of 1920x1080 into libx264\n")
-    print("| input | cost per frame | fps | peak RSS |")
-    print("|---|---|---|---|")
-    for r in runs:
-        print(f"| {r['mode']} | {r['input_ms_per_frame']:.3f} ms | {r['fps']:.0f} | "
-              f"{r['peak_rss_bytes'] / MB:.0f} MB |")  # fmt: skip
-    print(f"\n## {args.cycles} SVT-AV1 1080p session cycles\n")
-    print("| heap | RSS after 1st cycle | RSS after last | growth |")
-    print("|---|---|---|---|")
-    for c in cycles:
-        first, last = c["rss_after_first_bytes"], c["rss_after_last_bytes"]
-        heap = "trim_heap() after close" if c["trim"] else "left to glibc"
-        print(f"| {heap} | {first / MB:.0f} MB | {last / MB:.0f} MB | "
-              f"{(last - first) / MB:+.0f} MB |")  # fmt: skip
+    document = {"encode": runs, "cycles": cycles}
+    print(render.staging_tables(document))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"encode": runs, "cycles": cycles}, out, indent=1)
+            json.dump(document, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+import results as render  # bench/results.py: the one renderer of these tables
+
 MB = 1e6
 SETTINGS = {"default": "pred-struct=1:rc=2", "lp=1": "pred-struct=1:rc=2:lp=1"}
 
@@ -91,13 +93,7 @@ def main() -> None:
         for name, params in SETTINGS.items():
             fps[name].append(run_child(params, "fps")["fps"])
     ratios = np.array(fps["lp=1"]) / np.array(fps["default"])
-    print("| lp | RSS after 1 / 2 / 3 / 4 sessions | per session | fps of one (each round) |")
-    print("|---|---|---|---|")
-    for name in SETTINGS:
-        growth = memory[name]
-        each = " / ".join(f"+{g / MB:.0f}" for g in growth)
-        rounds = " ".join(f"{f:.0f}" for f in fps[name])
-        print(f"| {name} | {each} MB | {growth[-1] / 4 / MB:.0f} MB | {rounds} |")
+    print(render.svtav1_table({"memory_growth_bytes": memory, "fps": fps}))
     print(f"\nlp=1 fps over default, median of per-round ratios: {np.median(ratios):.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
