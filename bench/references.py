@@ -23,9 +23,9 @@ import sys
 from typing import Any
 
 import numpy as np
+
 import results as render  # bench/results.py: the one renderer of these tables
 from sessions import test_frame
-
 from vramguard import heap_stats, read
 from vramguard.encode import EncoderConfig, open_encoder
 from vramguard.pools.references import reference_frame_bytes
