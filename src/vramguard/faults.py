@@ -25,6 +25,8 @@ import re
 import threading
 from dataclasses import dataclass
 
+import av
+
 FAULTS_ENV = "VRAMGUARD_TEST_FAULTS"
 SITES = ("encode", "open", "staging", "probe", "probe-hang", "log")
 _ITEM = re.compile(r"^(?P<site>[a-z-]+)(?:@(?P<at>\d+)(?P<more>\+|\*\d+)?|=(?P<cap>\d+))$")
@@ -111,11 +113,23 @@ def hit(site: str) -> None:
         raise error(site)
 
 
+#: AVERROR_EXTERNAL as PyAV's `errno` gives it (FFERRTAG('E','X','T',' '), negated back)
+AVERROR_EXTERNAL_ERRNO = 542398533
+
+
 def error(site: str) -> BaseException:
-    if site == "encode":
-        return InjectedFault("Generic error in an external library: device lost (test fault)")
-    if site == "open":
-        return InjectedFault("OpenEncodeSessionEx failed: out of memory (10) (test fault)")
+    """The exception a real failure at `site` raises, of the same class and errno as PyAV's
+    (what the code under test catches); the message adds what the vendor would have logged
+    and says it is a test fault."""
+    if site == "encode":  # nvenc's lost device: the frame's encode returns AVERROR_EXTERNAL
+        return av.error.ExternalError(
+            AVERROR_EXTERNAL_ERRNO,
+            "Generic error in an external library: device lost (test fault)",
+        )
+    if site == "open":  # NV_ENC_ERR_OUT_OF_MEMORY: nvenc maps it to AVERROR(ENOMEM)
+        return av.error.MemoryError(
+            errno.ENOMEM, "OpenEncodeSessionEx failed: out of memory (10) (test fault)"
+        )
     if site == "staging":
         return MemoryError("cudaMalloc failed: out of memory (test fault)")
     if site == "log":
@@ -131,9 +145,10 @@ def session_opened() -> None:
     hit("open")
     with faults.lock:
         if faults.cap is not None and faults.open_sessions >= faults.cap:
-            raise InjectedFault(
+            raise av.error.MemoryError(
+                errno.ENOMEM,
                 f"OpenEncodeSessionEx failed: out of memory (10): {faults.cap} sessions are "
-                "open, the hardware's cap (test fault)"
+                "open, the hardware's cap (test fault)",
             )
         faults.open_sessions += 1
 
