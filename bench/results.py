@@ -356,9 +356,8 @@ def soak_section(
         svtav1_table(svt),
         f"`lp=1` holds {1 - per_session['lp=1'] / per_session['default']:.0%} less per "
         f"session; its fps over the default, median of per-round ratios: {lp_ratio:.2f} "
-        f"({len(svt['fps']['default'])} rounds on a loaded machine). With PyAV 18 none of "
-        "the software encoders changes bitrate in place, so high reuse needs a warm session "
-        "per rung.",
+        f"({len(svt['fps']['default'])} rounds on a loaded machine). SVT-AV1 does not "
+        "change bitrate in place (PyAV 18), so high reuse needs a warm session per rung.",
     ])  # fmt: skip
 
 
@@ -408,6 +407,26 @@ def sessions_tables(data: dict[str, Any]) -> str:
             f"| {_mb(r['rss_after_bytes'])} | {_mb(r['rss_after_trim_bytes'])} |"
         )
     return "\n".join(lines)
+
+
+def in_place_note(data: dict[str, Any]) -> str:
+    """Which encoders changed rate in place in this run, and which kept their opening rate."""
+    kept = [t["encoder"] for t in data["timings"].values() if t["in_place_ms"] is None]
+    moved = [
+        f"{t['encoder']} ({_ms(t['in_place_ms'], 3)})"
+        for t in data["timings"].values()
+        if t["in_place_ms"] is not None
+    ]
+    said = []
+    if kept:
+        said.append(
+            f'"Not supported": {", ".join(kept)} returned False from `set_bitrate` in this '
+            "run (they keep their opening rate when `bit_rate` changes), so the pool keeps a "
+            "warm session per rate instead."
+        )
+    if moved:
+        said.append(f"Changed in place: {', '.join(moved)}.")
+    return " ".join(said)
 
 
 def _span(low: float, high: float) -> str:
@@ -462,10 +481,9 @@ def sessions_section(data: dict[str, Any]) -> str:
         f"Reuse at least 85% under the ladder with reconnects: {met_reuse} "
         f"({reuse:.1%}, a warm session per rung). RSS after teardown, the same trimming on "
         f"both sides: {rss}.",
-        "\"Not supported\": with PyAV 18.1 / FFmpeg 8, libx264, libx265 and libsvtav1 keep "
-        "their opening rate when `bit_rate` changes, so `set_bitrate` returns False and the "
-        "pool keeps a warm session per rate instead. The hardware encoders that change rate "
-        "in place (nvenc, qsv, amf) cannot run here: their `set_bitrate` path is unmeasured.",
+        in_place_note(data),
+        "The hardware encoders that change rate in place by FFmpeg's source (nvenc, qsv, "
+        "amf) cannot run here: their `set_bitrate` path is unmeasured.",
     ])  # fmt: skip
 
 
