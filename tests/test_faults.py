@@ -15,6 +15,7 @@ import pytest
 
 from vramguard import faults
 from vramguard.encode import EncoderConfig
+from vramguard.encode.backends import SOFTWARE
 from vramguard.monitor import Monitor
 from vramguard.pools.staging import StagingAllocationFailed, StagingPool
 from vramguard.samplelog import LogError, SampleLogWriter, read_log
@@ -31,12 +32,13 @@ def inject() -> Iterator[Any]:
 
 
 def soak(
-    tmp_path: Path, seconds: float = 8.0, **overrides: Any
+    tmp_path: Path, seconds: float = 8.0, codec: str = "h264", **overrides: Any
 ) -> tuple[dict[str, Any], SoakRunner, list[tuple[str, str]], Path]:
     """A small managed soak with a ladder and reconnects, logged; returns the result, the
-    runner, what on_fault heard and the log's path."""
+    runner, what on_fault heard and the log's path. libx264 changes rate in place (one
+    session throughout); av1 (libsvtav1) cannot, so each rate change opens a session."""
     config = SoakConfig(
-        EncoderConfig("h264", 320, 240, 30, 500, encoder="libx264"),
+        EncoderConfig(codec, 320, 240, 30, 500, encoder=SOFTWARE[codec]),
         duration_s=seconds, ladder_kbps=(300, 500, 800), adapt_every_s=1.0,
         reconnect_every_s=3.0, criteria=Criteria(min_reuse_rate=0.0), **overrides,
     )  # fmt: skip
@@ -109,7 +111,7 @@ def test_a_hardware_session_cap_is_survived_by_closing_idle_sessions(
     tmp_path: Path, inject: Any
 ) -> None:
     inject("open-cap=2")  # a warm session per rung would need 3 or more
-    result, runner, heard, path = soak(tmp_path)
+    result, runner, heard, path = soak(tmp_path, codec="av1", max_idle_bytes=10**12)
     assert result["failure"] is None and result["frames_dropped_error"] == 0
     assert result["frames_encoded"] == 8 * 30
     assert runner.pool.stats()["open_failures"] >= 1
@@ -121,7 +123,7 @@ def test_a_hardware_session_cap_is_survived_by_closing_idle_sessions(
 
 def test_an_open_that_keeps_failing_ends_the_run_cleanly(tmp_path: Path, inject: Any) -> None:
     inject("open@3+")  # the probe open and the first session work; the next never does
-    result, runner, heard, path = soak(tmp_path)
+    result, runner, heard, path = soak(tmp_path, codec="av1")
     assert result["failure"] is not None and "cannot go on encoding" in result["failure"]
     assert result["verdict"] == "fail"
     assert result["frames_encoded"] == 30  # up to the first bitrate change, at 1 s

@@ -35,7 +35,8 @@ def test_a_short_managed_soak_passes_and_leaves_a_complete_log(tmp_path: Path) -
     assert document["verdict"] == "pass"
     assert document["frames_encoded"] == 1200 and document["stream_s"] == 40
     assert document["session_reuse_rate"] >= 0.85
-    assert document["sessions_created"] == 3  # a warm session per rung
+    assert document["sessions_created"] == 1  # one per client: libx264 changes rate in place
+    assert document["adapted_in_place"] == document["rate_changes"] > 0
     assert document["frames_dropped_memory"] == 0
     assert 0 < document["reference_peak_bytes"] < 50 * 10**6
     written = read_log(log)

@@ -53,6 +53,7 @@ from vramguard.encode import (
     EncoderSession,
     EncoderUnavailable,
     open_encoder,
+    warm_session_bytes,
 )
 from vramguard.faultlog import FaultLog
 from vramguard.heap import heap_stats, trim_heap
@@ -91,6 +92,9 @@ class SoakConfig:
     reconnect_every_s: float | None = None
     baseline: bool = False
     max_idle: int | None = None  # default: one warm session per ladder rung, plus one
+    # idle encoder memory the pool may hold; default: one warm session of this codec and size
+    # (the memory of the baseline's one encoder at a time; see SessionPool)
+    max_idle_bytes: int | None = None
     max_sessions: int = 8
     reference_budget_bytes: int = DEFAULT_BUDGET_BYTES
     staging_budget_bytes: int | None = None  # default: 8 frames
@@ -150,6 +154,10 @@ class SoakState:
     bytes_out: int = 0
     baseline_sessions: int = 0
     baseline_acquisitions: int = 0
+    keyframes: int = 0
+    rate_change_keyframes: int = 0  # keyframes a rate change caused (EncoderSession.stats)
+    rate_changes: int = 0
+    rung_bytes: dict[int, list[int]] = field(default_factory=dict)  # kbps -> [bytes, frames]
     reference_peak: int = 0
     last_sample: Sample | None = None
     alerts: list[LeakAlert] = field(default_factory=list)
@@ -200,7 +208,13 @@ class SoakRunner:
             max_sessions=config.max_sessions,
             idle_ttl_s=max(300.0, 2 * (config.adapt_every_s or 0) * len(ladder)),
             on_event=self._pool_event,
+            max_idle_bytes=(
+                config.max_idle_bytes
+                if config.max_idle_bytes is not None
+                else warm_session_bytes(enc)
+            ),
         )
+        self._rate_keyframes_before = 0  # the held session's count when it was taken
         budget = config.staging_budget_bytes or 8 * frame_bytes(enc.width, enc.height, "yuv420p")
         self.staging = StagingPool(budget)
         self._leak_per_frame = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)
@@ -228,8 +242,8 @@ class SoakRunner:
         ceiling = max((*self.config.ladder_kbps, enc.bitrate_kbps, kbps))
         base = replace(enc, bitrate_kbps=kbps, max_bitrate_kbps=ceiling)
         policy = ReferencePolicy.for_config(base, self.config.reference_budget_bytes)
-        if self.config.baseline:  # the encoder's own reference settings, as hosts run it
-            return base, policy
+        if self.config.baseline:  # the encoder's own reference settings, opened at its rate
+            return replace(base, max_bitrate_kbps=None), policy
         options = {**policy.encoder_options(enc.encoder), **enc.options}
         return replace(base, options=options), policy
 
@@ -242,11 +256,18 @@ class SoakRunner:
         else:
             self._held = self.pool.acquire(config, timeout=30.0)
             self._session = self._held.session
+        self._rate_keyframes_before = self._rate_keyframes()
+
+    def _rate_keyframes(self) -> int:
+        stats = getattr(self._session, "stats", None)
+        return int(getattr(stats, "keyframes_after_rate_change", 0))
 
     def _end_session(self, failed: str | None = None) -> None:
         """Give the session back: released (drained and kept warm by the pool), or, when it
         failed, invalidated (closed, never reused). The baseline closes it either way."""
         held, session = self._held, self._session
+        if session is not None:
+            self.state.rate_change_keyframes += self._rate_keyframes() - self._rate_keyframes_before
         self._held = self._session = None
         if session is None:
             return
@@ -297,8 +318,7 @@ class SoakRunner:
                 if t >= next_adapt:
                     next_adapt += cfg.adapt_every_s or math.inf
                     rung = (rung + 1) % len(ladder)
-                    self._adapt(ladder[rung])
-                    if references is not None:
+                    if not self._adapt(ladder[rung]) and references is not None:
                         references.reset()
                 if t >= next_reconnect:
                     next_reconnect += cfg.reconnect_every_s or math.inf
@@ -362,12 +382,28 @@ class SoakRunner:
         RSS here) before measuring, so that they do not read as the soak's growth."""
         prewarm(self.config.detector())
 
-    def _adapt(self, kbps: int) -> None:
-        session = self._session
-        if not self.config.baseline and session is not None and session.set_bitrate(kbps):
-            return
-        self._end_session()
-        self._begin_session(kbps)
+    def _adapt(self, kbps: int) -> bool:
+        """The client's new rate; True when its own session took it in place (the pool's
+        `change_bitrate`), False when it got another session (the baseline always does)."""
+        self.state.rate_changes += 1
+        if self.config.baseline or self._held is None:
+            self._end_session()
+            self._begin_session(kbps)
+            return False
+        old = self._held
+        try:
+            held = self.pool.change_bitrate(old, kbps, timeout=30.0)
+        finally:
+            if not old.active:  # released for a session at the new rate
+                self.state.rate_change_keyframes += (
+                    self._rate_keyframes() - self._rate_keyframes_before
+                )
+                self._held = self._session = None
+        if held is old:
+            return True
+        self._held, self._session = held, held.session
+        self._rate_keyframes_before = self._rate_keyframes()
+        return False
 
     def _pace(self, t: float) -> None:
         behind = time.monotonic() - self._started - t
@@ -401,7 +437,12 @@ class SoakRunner:
             return False
         self.state.errors_in_a_row = 0
         self.state.frames += 1
-        self.state.bytes_out += sum(p.size for p in packets)
+        size = sum(p.size for p in packets)
+        self.state.bytes_out += size
+        self.state.keyframes += sum(1 for p in packets if p.is_keyframe)
+        rung = self.state.rung_bytes.setdefault(session.config.bitrate_kbps, [0, 0])
+        rung[0] += size
+        rung[1] += 1
         if references is not None:
             references.on_frame(keyframe=bool(packets) and packets[0].is_keyframe)
             self.state.reference_peak = max(self.state.reference_peak, references.reference_bytes)
@@ -508,11 +549,22 @@ class SoakRunner:
             budget if metric != "host_rss_bytes" else None,
         )  # fmt: skip
 
+    def _rungs(self) -> list[dict[str, Any]]:
+        """Each rate asked, over all its turns: frames, bytes and the rate measured."""
+        fps = self.config.encoder.fps
+        return [
+            {"kbps": kbps, "frames": frames, "bytes": size,
+             "measured_kbps": size * 8 * fps / frames / 1000 if frames else None}
+            for kbps, (size, frames) in sorted(self.state.rung_bytes.items())
+        ]  # fmt: skip
+
     def result(self) -> dict[str, Any]:
         cfg, enc, state = self.config, self.config.encoder, self.state
         trend = self.final_trend = self.trend()
         pool = self.pool.stats()
-        acquisitions = state.baseline_acquisitions if cfg.baseline else int(pool["acquisitions"])
+        # sessions asked for: each connect, reconnect and rate change (one served in place
+        # on the client's own session counts as served warm)
+        acquisitions = state.baseline_acquisitions if cfg.baseline else int(pool["requests"])
         reuse = 0.0 if cfg.baseline else float(pool["reuse_rate"])
         created = state.baseline_sessions if cfg.baseline else int(pool["created"])
         heap = heap_stats()
@@ -548,6 +600,12 @@ class SoakRunner:
             "sessions_created": created,
             "acquisitions": acquisitions,
             "session_reuse_rate": reuse if acquisitions > 1 else None,
+            "rate_changes": state.rate_changes,
+            "adapted_in_place": 0 if cfg.baseline else int(pool["adapted_in_place"]),
+            "keyframes": state.keyframes,
+            "rate_change_keyframes": state.rate_change_keyframes,
+            "max_idle_bytes": None if cfg.baseline else self.pool.max_idle_bytes,
+            "rungs": self._rungs(),
             "reference_peak_bytes": state.reference_peak if not cfg.baseline else None,
             "reference_peak_basis": None if cfg.baseline else REFERENCES_MODELLED,
             "staging_peak_bytes": self.staging.stats()["peak_bytes"] if not cfg.baseline else None,

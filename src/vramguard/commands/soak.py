@@ -118,6 +118,11 @@ def add_parser(subparsers: Any) -> None:
         help="the unmanaged way: a new encoder per change, a new buffer per frame",
     )  # fmt: skip
     parser.add_argument("--max-sessions", type=positive_int, default=8)
+    parser.add_argument(
+        "--max-idle-bytes", type=size, default=None, metavar="SIZE",
+        help="idle encoder memory the session pool may keep warm (default: one warm session "
+        "of this codec and size, the memory of one encoder at a time, like the baseline)",
+    )  # fmt: skip
     parser.add_argument("--reference-budget", type=size, default=50 * 10**6)
     parser.add_argument("--staging-budget", type=size, default=None)
     parser.add_argument("--max-peak", type=size, default=500 * 10**6, help="criterion (500MB)")
@@ -151,7 +156,8 @@ def build_config(args: argparse.Namespace) -> SoakConfig:
         encoder=encoder, duration_s=args.duration, sample_interval_s=args.sample_interval,
         realtime=args.realtime, ladder_kbps=ladder, adapt_every_s=adapt,
         reconnect_every_s=args.reconnect_every, baseline=args.baseline,
-        max_sessions=args.max_sessions, reference_budget_bytes=args.reference_budget,
+        max_sessions=args.max_sessions, max_idle_bytes=args.max_idle_bytes,
+        reference_budget_bytes=args.reference_budget,
         staging_budget_bytes=args.staging_budget, detector_window_s=args.window,
         probe_time_limit_s=args.probe_time_limit, source=args.source, prefetch=args.prefetch,
         criteria=Criteria(max_peak_bytes=args.max_peak, max_growth_bytes_per_hour=args.max_growth,
@@ -289,6 +295,7 @@ def print_soak(result: dict[str, Any]) -> None:
         ("growth 95% CI", f"[{ci[0] / 1e6:+.2f}, {ci[1] / 1e6:+.2f}] MB/h" if ci else "n/a"),
         ("leak detector", f"{result['leak_verdict']}: {result['leak_reason']}"),
         ("sessions created", str(result["sessions_created"])),
+        ("rate changes in place", f"{result['adapted_in_place']} of {result['rate_changes']}"),
         ("frames encoded / late", f"{result['frames_encoded']} / {result['frames_late']}"),
         ("encoder", result["encoder_reason"] or ""),
     ]

@@ -72,6 +72,12 @@ class Lease:
     reused: bool
     _done: bool = field(default=False, repr=False)
 
+    @property
+    def active(self) -> bool:
+        """Still lent: neither released nor invalidated (a `change_bitrate` that had to
+        replace the session released this lease, even when the new acquire then failed)."""
+        return not self._done
+
     def release(self) -> None:
         self.pool.release(self)
 
