@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vramguard.encode import (
+    BitrateOutOfRange,
     EncoderConfig,
     EncoderError,
     EncoderUnavailable,
@@ -94,6 +95,57 @@ def test_set_bitrate_says_true_only_where_the_rate_really_changes(codec: str) ->
         fresh = open_encoder(EncoderConfig(codec, 320, 240, 30, 2400, max_bitrate_kbps=3000))
         assert measured_kbps(fresh, 90) > 3 * before
         fresh.close()
+
+
+def test_libx264_changes_rate_in_place_down_and_up_without_keyframes() -> None:
+    config = EncoderConfig("h264", 320, 240, 30, 2400, encoder="libx264", gop=900,
+                           max_bitrate_kbps=3000)  # fmt: skip
+    session = open_encoder(config)
+    assert session.adapts_in_place
+    rates = {}
+    for step, kbps in enumerate([2400, 300, 2400, 600]):
+        assert session.set_bitrate(kbps)
+        assert session.config.bitrate_kbps == kbps  # config says what the encoder does
+        rates[step] = measured_kbps(session, 90 * step)
+    stats = session.stats
+    session.close()
+    assert rates[0] > 5 * rates[1] and rates[2] > 5 * rates[1]  # down, then up again
+    assert 2 * rates[1] < rates[3] < rates[2] / 2  # and down to another rate
+    assert 0.7 * 300 < rates[1] < 1.3 * 300 and 0.7 * 2400 < rates[2] < 1.3 * 2400
+    assert stats.bitrate_changes == 3
+    assert stats.keyframes_out == 1  # the first frame's only: a change costs no keyframe
+    assert stats.keyframes_after_rate_change == 0
+
+
+@pytest.mark.parametrize("codec", ["hevc", "av1"])
+def test_encoders_that_cannot_change_rate_say_false_and_keep_their_config(codec: str) -> None:
+    session = open_encoder(EncoderConfig(codec, 320, 240, 30, 300, max_bitrate_kbps=3000))
+    assert not session.adapts_in_place
+    assert session.set_bitrate(2400) is False
+    assert session.config.bitrate_kbps == 300 and session.stats.bitrate_changes == 0
+    assert session.set_bitrate(300) is True  # the rate it has
+    session.close()
+
+
+def test_libx264_with_its_own_rate_control_options_does_not_claim_to_adapt() -> None:
+    for options in ({"crf": "23"}, {"x264-params": "vbv-bufsize=500"}):
+        config = EncoderConfig("h264", 320, 240, 30, 300, encoder="libx264",
+                               max_bitrate_kbps=3000, options=options)  # fmt: skip
+        session = open_encoder(config)
+        assert not session.adapts_in_place and session.set_bitrate(2400) is False
+        session.close()
+
+
+@pytest.mark.parametrize("kbps", [3001, 0, -5])
+def test_a_rate_out_of_range_names_the_ceiling_and_the_session_goes_on(kbps: int) -> None:
+    config = EncoderConfig("h264", 320, 240, 30, 1000, encoder="libx264", max_bitrate_kbps=3000)
+    session = open_encoder(config)
+    session.encode(frames(1)[0])
+    with pytest.raises(BitrateOutOfRange, match="ceiling of 3000 kbps"):
+        session.set_bitrate(kbps)
+    assert session.config.bitrate_kbps == 1000 and session.healthy()
+    assert len(session.encode(frames(1, start=1)[0])) == 1
+    session.close()
 
 
 def test_auto_falls_back_to_software_and_says_why_hardware_failed() -> None:

@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from vramguard.encode import EncoderConfig, open_encoder
+from vramguard.encode import EncoderConfig, open_encoder, warm_session_bytes
 from vramguard.pools.sessions import PoolError, PoolExhausted, SessionPool
 
 CONFIG = EncoderConfig("h264", 320, 240, 30, 2000, max_bitrate_kbps=8000)
@@ -292,3 +292,101 @@ def test_a_reused_real_session_neither_loses_nor_repeats_frames() -> None:
     assert b[0].is_keyframe
     assert len(decode("h264", a)) == 10
     assert len(decode("h264", b)) == 12
+
+
+def test_a_client_keeps_one_libx264_session_through_a_ladder_and_reconnects() -> None:
+    from test_encode import frames
+
+    pool = SessionPool(open_encoder, max_idle_bytes=10**9)
+    config = EncoderConfig("h264", 320, 240, 30, 2000, encoder="libx264", gop=900,
+                           max_bitrate_kbps=8000)  # fmt: skip
+    lease = pool.acquire(config)
+    session = lease.session
+    keyframes, start = [], 0
+    for step, kbps in enumerate([3500, 5000, 8000, 2000, 3500, 5000]):
+        lease = pool.change_bitrate(lease, kbps)
+        assert lease.session is session and session.config.bitrate_kbps == kbps
+        packets = [p for f in frames(8, start=start) for p in session.encode(f)]
+        keyframes += [start + i for i, p in enumerate(packets) if p.is_keyframe]
+        start += 8
+        if step % 3 == 2:  # the client reconnects
+            lease.release()
+            lease = pool.acquire(config.with_bitrate(kbps))
+            assert lease.session is session and lease.reused
+    lease.release()
+    pool.close()
+    stats = pool.stats()
+    assert stats["created"] == 1 and stats["adapted_in_place"] == 6
+    assert stats["requests"] == 9 and stats["reuse_rate"] == 8 / 9
+    assert keyframes == [0, 24]  # the first frame, and the reconnect's: none for a rate
+    assert session.stats.keyframes_after_rate_change == 0
+
+
+def test_a_rate_change_the_session_cannot_take_gets_a_session_at_that_rate() -> None:
+    opener = Opener(in_place=False)
+    pool = SessionPool(opener)
+    first = pool.acquire(CONFIG)
+    second = pool.change_bitrate(first, 5000)
+    assert second is not first and not first.active and second.active
+    assert second.session.config.bitrate_kbps == 5000
+    assert pool.stats()["rate_changes"] == 1 and pool.stats()["adapted_in_place"] == 0
+    with pytest.raises(PoolError, match="already released"):
+        pool.change_bitrate(first, 2000)
+
+
+def test_the_idle_memory_budget_evicts_the_oldest_idle_session() -> None:
+    opener = Opener(in_place=False)
+    pool = SessionPool(opener, max_idle=8, max_idle_bytes=25, session_bytes=lambda c: 10)
+    leases = [pool.acquire(CONFIG.with_bitrate(kbps)) for kbps in (2000, 3000, 4000)]
+    for lease in leases:
+        lease.release()
+    oldest, *kept = opener.sessions
+    assert oldest.closed and not any(s.closed for s in kept)
+    stats = pool.stats()
+    assert (stats["idle"], stats["idle_bytes"], stats["evicted_for_budget"]) == (2, 20, 1)
+
+
+def test_a_session_larger_than_the_budget_is_not_kept_idle() -> None:
+    opener = Opener()
+    pool = SessionPool(opener, max_idle_bytes=5, session_bytes=lambda c: 10)
+    pool.acquire(CONFIG).release()
+    assert opener.sessions[0].closed and pool.stats()["idle"] == 0
+
+
+class LiveAtOpen:
+    """Opens real sessions and records how many of them were still open at each open."""
+
+    def __init__(self) -> None:
+        self.sessions: list[object] = []
+        self.live_at_open: list[int] = []
+
+    def __call__(self, config: EncoderConfig) -> object:
+        self.live_at_open.append(sum(not s.closed for s in self.sessions))  # type: ignore[attr-defined]
+        session = open_encoder(config)
+        self.sessions.append(session)
+        return session
+
+
+def test_libsvtav1_cannot_change_rate_so_the_pool_opens_within_its_budget() -> None:
+    from test_encode import frames
+
+    config = EncoderConfig("av1", 320, 240, 30, 500, encoder="libsvtav1", max_bitrate_kbps=2000)
+    opener = LiveAtOpen()
+    pool = SessionPool(opener, max_idle_bytes=warm_session_bytes(config))  # one warm session
+    lease = pool.acquire(config)
+    for kbps in (800, 1200, 800):
+        old = lease.session
+        assert old.set_bitrate(kbps) is False
+        lease = pool.change_bitrate(lease, kbps)
+        assert lease.session is not old and lease.session.config.bitrate_kbps == kbps
+        assert len(lease.session.encode(frames(1)[0])) == 1
+    lease.release()
+    reconnect = pool.acquire(config.with_bitrate(800))  # the one kept warm: the last one
+    assert reconnect.reused and reconnect.session is opener.sessions[-1]
+    reconnect.release()
+    pool.close()
+    # every open found the previous session closed: never two encoders held at once
+    assert opener.live_at_open == [0, 0, 0, 0]
+    stats = pool.stats()
+    assert stats["created"] == 4 and stats["evicted_for_budget"] == 3
+    assert all(s.closed for s in opener.sessions)  # type: ignore[attr-defined]
