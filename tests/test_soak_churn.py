@@ -37,6 +37,7 @@ def test_a_short_managed_soak_passes_and_leaves_a_complete_log(tmp_path: Path) -
     assert document["session_reuse_rate"] >= 0.85
     assert document["sessions_created"] == 1  # one per client: libx264 changes rate in place
     assert document["adapted_in_place"] == document["rate_changes"] > 0
+    assert document["rate_change_keyframes"] == 0
     assert document["frames_dropped_memory"] == 0
     assert 0 < document["reference_peak_bytes"] < 50 * 10**6
     written = read_log(log)
@@ -56,6 +57,7 @@ def test_the_baseline_reproduces_the_plans_before_picture() -> None:
     document = json.loads(result.stdout)
     assert document["session_reuse_rate"] == 0.0
     assert document["sessions_created"] >= 12
+    assert document["rate_change_keyframes"] > 0  # each new encoder starts with an IDR
     assert result.returncode == 1  # reuse under 85% misses the criterion
     assert not next(c for c in document["criteria"] if c["name"] == "session reuse")["passed"]
 

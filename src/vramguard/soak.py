@@ -155,7 +155,9 @@ class SoakState:
     baseline_sessions: int = 0
     baseline_acquisitions: int = 0
     keyframes: int = 0
-    rate_change_keyframes: int = 0  # keyframes a rate change caused (EncoderSession.stats)
+    # keyframes a rate change caused: a new session's first, or one an encoder that changed
+    # in place added (EncoderSession.stats: nvenc's IDR; never libx264)
+    rate_change_keyframes: int = 0
     rate_changes: int = 0
     rung_bytes: dict[int, list[int]] = field(default_factory=dict)  # kbps -> [bytes, frames]
     reference_peak: int = 0
@@ -215,6 +217,7 @@ class SoakRunner:
             ),
         )
         self._rate_keyframes_before = 0  # the held session's count when it was taken
+        self._new_session_for_rate = False  # a session taken for a rate change, no frame yet
         budget = config.staging_budget_bytes or 8 * frame_bytes(enc.width, enc.height, "yuv420p")
         self.staging = StagingPool(budget)
         self._leak_per_frame = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)
@@ -318,12 +321,15 @@ class SoakRunner:
                 if t >= next_adapt:
                     next_adapt += cfg.adapt_every_s or math.inf
                     rung = (rung + 1) % len(ladder)
-                    if not self._adapt(ladder[rung]) and references is not None:
-                        references.reset()
+                    if not self._adapt(ladder[rung]):
+                        self._new_session_for_rate = True  # its first frame: an IDR
+                        if references is not None:
+                            references.reset()
                 if t >= next_reconnect:
                     next_reconnect += cfg.reconnect_every_s or math.inf
                     self._end_session()
                     self._begin_session(ladder[rung])
+                    self._new_session_for_rate = False  # its keyframe is the reconnect's
                     if references is not None:
                         references.reset()
                 if cfg.realtime:
@@ -440,6 +446,9 @@ class SoakRunner:
         size = sum(p.size for p in packets)
         self.state.bytes_out += size
         self.state.keyframes += sum(1 for p in packets if p.is_keyframe)
+        if self._new_session_for_rate and packets:
+            self._new_session_for_rate = False
+            self.state.rate_change_keyframes += bool(packets[0].is_keyframe)
         rung = self.state.rung_bytes.setdefault(session.config.bitrate_kbps, [0, 0])
         rung[0] += size
         rung[1] += 1
