@@ -57,6 +57,15 @@ CORPUS = {
     # put the fast whole-file parse out of step with the lines
     "lone_cr.log": (2, "CSV without a timestamp column"),
     "value_split_over_lines.jsonl": (2, "line 1 is not valid JSON"),
+    # nvidia-smi logs as they come (issue 18): a clock set back and rows out of GPU order
+    # are read; a log without a memory or pid column, or whose query changed, is refused
+    "csv_dst_clock_back_gpus_out_of_order.csv": (0, "line 62: the clock steps back"),
+    "csv_no_memory_column.csv": (2, "CSV has neither memory.used nor used_gpu_memory"),
+    "csv_apps_without_pid.csv": (2, "compute-apps CSV without a pid column"),
+    "csv_noheader_four_columns.csv": (2, "unrecognised CSV without a header"),
+    "csv_bad_total.csv": (2, "line 3 cannot be read"),
+    "csv_month_13.csv": (2, "line 2 cannot be read: 2026/13/27"),
+    "csv_header_changes_midway.csv": (2, "line 4: a header with other columns"),
 }
 
 

@@ -227,7 +227,9 @@ def test_a_unit_the_metric_does_not_say_must_be_given(prometheus: Server) -> Non
 
 
 def test_an_aggregate_without_a_name_takes_the_unit_from_the_query(prometheus: Server) -> None:
-    code, out, _ = week(prometheus, 'sum(DCGM_FI_DEV_FB_USED{Hostname="enc-a"})', "--json")
+    code, out, _ = analyze("--prometheus", prometheus.url, "--query",
+                           'sum(DCGM_FI_DEV_FB_USED{Hostname="enc-a"})', "--since", "6h",
+                           "--end", str(prometheus.end_s), "--json")  # fmt: skip
     series = json.loads(out)["series"]
     assert code == 0 and series[0]["series"] == "{}"
     assert series[0]["peak_bytes"] > 5000 * MiB

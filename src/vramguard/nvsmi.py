@@ -158,6 +158,11 @@ def read_nvidia_smi(text: str) -> SmiLog:
     memory_unit = columns.units[memory]
     total_unit = columns.units[total_at] if total_at is not None else "MiB"
     for position, (number, row) in enumerate(body):
+        if header is not None and row != header and "timestamp" in (c.strip().lower() for c in row):
+            raise SmiError(
+                f"line {number}: a header with other columns (nvidia-smi restarted with "
+                "another query): split the log there"
+            )
         if len(row) != width:
             if position == len(body) - 1 and len(row) < width:
                 warnings.append(f"line {number} is torn (the writer stopped mid-line): skipped")
