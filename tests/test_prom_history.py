@@ -196,7 +196,7 @@ def test_a_long_range_is_read_in_chunks_that_join_without_gaps(prometheus: Serve
 def test_more_points_than_prometheus_serves_in_one_query_are_chunked(prometheus: Server) -> None:
     query = RangeQuery(prometheus.url, 'DCGM_FI_DEV_FB_USED{gpu="0"}', prometheus.start_s,
                        prometheus.end_s, 30.0)  # fmt: skip
-    history = read_range(query)  # 20,159 points a series: three queries
+    history = read_range(query)  # 20,159 points a series: two queries
     assert len(history.series) == 2 and len(history.series[0].times_s) > 11_000
     with pytest.raises(PrometheusError, match=r"rejected the query: .*11,000 points"):
         read_range(query, max_points=20_200)  # what one query would have met

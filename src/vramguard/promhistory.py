@@ -1,7 +1,7 @@
 """History from Prometheus: a range query (`/api/v1/query_range`) read into series of bytes.
 
 Prometheus refuses a range of more than 11,000 points per series, so a long range is read in
-chunks (10,000 points each) and joined per label set. Every failure is a `PrometheusError`
+chunks (11,000 points each) and joined per label set. Every failure is a `PrometheusError`
 whose message is one line: the server cannot be reached or does not answer in time, refuses
 the credentials, rejects the query, answers with something that is not its API, returns no
 series or too many. Values come back in bytes: the unit is the metric's own (`*_bytes`;
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: Prometheus's own limit is 11,000 points per series in one range query
-MAX_POINTS_PER_QUERY = 10_000
+#: Prometheus refuses a range query of more than 11,000 steps: stay within it
+MAX_POINTS_PER_QUERY = 11_000
 MAX_SERIES = 1_000
 UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
 
