@@ -248,3 +248,21 @@ def test_an_encoder_that_fails_marks_the_session_unhealthy() -> None:
         session.encode(frames(1)[0])
     assert not session.healthy()
     assert session.close() == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduling")
+def test_an_svtav1_session_leaves_no_thread_at_real_time_priority() -> None:
+    import os
+
+    def realtime_threads() -> list[int]:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+        return [t for t in tasks if os.sched_getscheduler(t) in (os.SCHED_FIFO, os.SCHED_RR)]
+
+    # as root, SVT-AV1 makes the opening thread and its workers SCHED_FIFO 99 (not as a
+    # normal user, where this holds either way)
+    policy = os.sched_getscheduler(0)
+    session = open_encoder(EncoderConfig("av1", 320, 240, 30, 500, encoder="libsvtav1"))
+    session.encode(frames(1)[0])
+    assert os.sched_getscheduler(0) == policy and realtime_threads() == []
+    session.close()
+    assert realtime_threads() == []

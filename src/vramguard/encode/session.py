@@ -30,6 +30,7 @@ from vramguard.encode.backends import (
     family_of,
 )
 from vramguard.encode.config import EncoderConfig
+from vramguard.encode.scheduling import keep_scheduling
 
 Packet = Any  # av.Packet (generic in PyAV's stubs; its type parameter says nothing here)
 
@@ -104,7 +105,8 @@ def _open_context(name: str, config: EncoderConfig) -> Any:
                 try:
                     faults.session_opened()  # test-only seam: a hardware session cap
                     try:
-                        ctx.open()
+                        with keep_scheduling():  # SVT-AV1 as root: FIFO 99 otherwise
+                            ctx.open()
                     except Exception:
                         faults.session_closed()
                         raise
