@@ -306,3 +306,13 @@ def test_something_that_is_not_prometheus_is_one_line(prometheus: Server) -> Non
 def test_bad_options_are_one_line(argv: list[str], message: str) -> None:
     code, _, err = analyze(*argv)
     assert message in one_line(code, err)
+
+
+def test_series_judged_in_two_processes_get_the_same_verdicts(prometheus: Server) -> None:
+    argv = ["--prometheus", prometheus.url, "--query", "DCGM_FI_DEV_FB_USED", "--since", "8h",
+            "--end", str(prometheus.end_s), "--json"]  # fmt: skip
+    code, one, _ = analyze(*argv, "--jobs", "1")
+    code_two, two, _ = analyze(*argv, "--jobs", "2")
+    assert code == code_two == 1
+    assert json.loads(one) == json.loads(two)
+    assert json.loads(one)["leaking"] == [LEAKING]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import html
 import json
 import multiprocessing
@@ -61,7 +62,7 @@ def add_prometheus_arguments(parser: Any) -> None:
                        type=str.lower, help="unit of the values where the metric name does "
                        "not say it (dcgm's *_FB_* are MiB, *_bytes are bytes)")  # fmt: skip
     group.add_argument("--jobs", type=bounded(int, "number of jobs", 1, 256), default=None,
-                       metavar="N", help="series judged at once (default: cores)")  # fmt: skip
+                       metavar="N", help="series judged at once (default 1)")  # fmt: skip
     group.add_argument("--timeout", type=duration, default=30.0, metavar="DURATION",
                        help="how long each request may take (default 30s)")  # fmt: skip
 
@@ -91,22 +92,39 @@ def _verdict(times_s: Any, values_bytes: Any, config: DetectorConfig, budget: An
     )
 
 
+def _realtime() -> bool:
+    """Whether this process runs under a real-time policy (SVT-AV1 sets SCHED_FIFO 99 on a
+    process that opened a session as root): workers spawned from it livelock while they
+    start, so it judges the series itself."""
+    if not hasattr(os, "sched_getscheduler"):
+        return False
+    return os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR)
+
+
+def _ordinary_scheduling() -> None:
+    """A worker runs at ordinary priority: a process SVT-AV1 opened a session in (as root)
+    is SCHED_FIFO 99, and workers that inherit that starve the machine, spinning."""
+    if hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def judge_all(history: History, args: argparse.Namespace) -> list[tuple[dict[str, Any], Trend]]:
     """Every series' verdict as a JSON-ready dictionary (times from its first point); the
-    series are judged in `--jobs` processes (the detector replays every bucket: ~2 s for a
-    week at one minute on one core)."""
+    series are judged in `--jobs` processes when asked (the detector replays every bucket:
+    seconds for a week at one minute on one core)."""
     series = history.series
     config = detector_config(args)
     starts = [float(s.times_s[0]) for s in series]
     times = [s.times_s - t0 for s, t0 in zip(series, starts, strict=True)]
     work = (times, [s.values_bytes for s in series], [config] * len(series),
             [args.budget] * len(series))  # fmt: skip
-    jobs = min(args.jobs or os.cpu_count() or 1, len(series))
-    if jobs > 1:
+    jobs = min(args.jobs or 1, len(series))
+    if jobs > 1 and not _realtime():
         # fresh interpreters, not forks: a fork of a process whose BLAS threads are running
         # (a test suite, an embedding server) spins forever in the child's first matrix op
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=_ordinary_scheduling) as pool:
             trends = list(pool.map(_verdict, *work))
     else:
         trends = list(map(_verdict, *work))
