@@ -25,6 +25,7 @@ from vramguard.pools.staging import (
     StagingPool,
 )
 from vramguard.probes import NoSuchProcess, ProbeStatus, Reading, read
+from vramguard.promhistory import PrometheusError, PromSeries, RangeQuery, read_range
 from vramguard.samplelog import LogError, SampleLog, SampleLogWriter, read_log
 from vramguard.sampler import Sampler, SampleResult
 from vramguard.soak import Criteria, SoakConfig, SoakRunner
@@ -57,6 +58,9 @@ __all__ = [
     "PoolExhausted",
     "Pressure",
     "ProbeStatus",
+    "PromSeries",
+    "PrometheusError",
+    "RangeQuery",
     "Reading",
     "ReferencePolicy",
     "ReferenceTracker",
@@ -85,6 +89,7 @@ __all__ = [
     "parse_size",
     "read",
     "read_log",
+    "read_range",
     "trim_heap",
     "warm_session_bytes",
 ]
