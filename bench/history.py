@@ -1,0 +1,244 @@
+"""The history operators already have, analysed: a week of Prometheus and of nvidia-smi.
+
+1. Prometheus: a week of one-minute dcgm-exporter history for `--series` GPUs (every tenth
+   one leaking 20 MB/h from day three, the rest flat, sawtooth or one level step) written
+   into a TSDB with `promtool tsdb create-blocks-from openmetrics`, served by a real
+   Prometheus on 127.0.0.1, and judged by `vramguard analyze --prometheus` as a user runs it
+   (a fresh process, end to end), with `--jobs 1` and `--jobs 2` in alternating rounds.
+   Also the read alone (`read_range`) and one series' verdict alone, in this process.
+2. nvidia-smi: a 7-day, 8-GPU `--query-gpu` log with per-row timestamps and the issue's
+   eleven columns (80,640 rows at one cycle a minute, one GPU leaking), judged by
+   `vramguard analyze LOG` end to end, and read alone (`read_log`).
+
+Targets (issue 18): 50 series from Prometheus in < 30 s; the 80,640-row log in < 5 s.
+Prints a table and writes JSON. Not a test: it asserts nothing.
+
+    python bench/history.py --series 50 --rounds 1 --json bench/history.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vramguard.promhistory import RangeQuery, read_range
+from vramguard.samplelog import read_log
+from vramguard.trend import detect_leak
+
+MiB = 2**20
+WEEK_MINUTES = 7 * 1440
+TARGET_PROMETHEUS_S = 30.0
+TARGET_NVSMI_S = 5.0
+
+
+def dcgm_week(series: int, end_s: int) -> tuple[str, list[str]]:
+    """OpenMetrics text of `series` GPUs over a week, and the names of the leaking ones."""
+    rng = np.random.default_rng(18)
+    minute = np.arange(WEEK_MINUTES)
+    times = end_s - (WEEK_MINUTES - 1) * 60 + 60 * minute
+    lines = ["# TYPE DCGM_FI_DEV_FB_USED gauge"]
+    leaking = []
+    for n in range(series):
+        labels = f'Hostname="enc-{n // 8}",gpu="{n % 8}"'
+        base = 2000 + 50 * n + rng.normal(0, 3, WEEK_MINUTES)
+        if n % 10 == 9:
+            start = 3 * 1440
+            base += np.where(minute > start, (minute - start) / 60 * 20e6 / MiB, 0.0)
+            leaking.append(f"DCGM_FI_DEV_FB_USED{{{labels}}}")
+        elif n % 3 == 1:
+            base += (minute % 30) * 1.3
+        elif n % 3 == 2:
+            base += np.where(minute > 1000 + 37 * n, 200, 0)
+        lines += [f"DCGM_FI_DEV_FB_USED{{{labels}}} {v:.0f} {t}"
+                  for t, v in zip(times.tolist(), base.tolist(), strict=True)]  # fmt: skip
+    return "\n".join([*lines, "# EOF"]) + "\n", leaking
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_prometheus(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    (folder / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
+    log = (folder / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
+         f"--storage.tsdb.path={folder / 'data'}", "--storage.tsdb.retention.time=10y",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2):
+                return process
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                tail = (folder / "prometheus.log").read_text()[-800:]
+                raise SystemExit(f"prometheus did not start: {tail}") from None
+            time.sleep(0.1)
+
+
+def cli(*argv: str) -> tuple[float, int, str]:
+    """`python -m vramguard ...` in a fresh process: wall seconds, exit code, stdout."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "vramguard", *argv], capture_output=True,
+                          text=True, timeout=3600)  # fmt: skip
+    return time.perf_counter() - start, done.returncode, done.stdout
+
+
+def bench_prometheus(folder: Path, series: int, rounds: int) -> dict[str, Any]:
+    end = int(time.time()) // 60 * 60 - 120
+    text, leaking = dcgm_week(series, end)
+    (folder / "history.om").write_text(text)
+    start = time.perf_counter()
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics",
+                    "--max-block-duration=168h", str(folder / "history.om"),
+                    str(folder / "data")], check=True, capture_output=True)  # fmt: skip
+    build_s = time.perf_counter() - start
+    port = free_port()
+    process = start_prometheus(folder, port)
+    url = f"http://127.0.0.1:{port}"
+    first = end - (WEEK_MINUTES - 1) * 60
+    out: dict[str, Any] = {"series": series, "points_per_series": WEEK_MINUTES,
+                           "tsdb_build_s": build_s, "runs": []}  # fmt: skip
+    try:
+        query = RangeQuery(url, "DCGM_FI_DEV_FB_USED", first, end, 60.0)
+        start = time.perf_counter()
+        history = read_range(query)
+        out["read_s"] = time.perf_counter() - start
+        one = history.series[0]
+        start = time.perf_counter()
+        detect_leak(times_s=one.times_s - one.times_s[0], values_bytes=one.values_bytes)
+        out["one_verdict_s"] = time.perf_counter() - start
+        for _ in range(rounds):
+            for jobs in (1, 2):
+                wall, code, stdout = cli("analyze", "--prometheus", url, "--query",
+                                         "DCGM_FI_DEV_FB_USED", "--start", str(first), "--end",
+                                         str(end), "--json", "--jobs", str(jobs))  # fmt: skip
+                found = json.loads(stdout)["leaking"] if code in (0, 1) else None
+                out["runs"].append({"jobs": jobs, "wall_s": wall, "exit": code,
+                                    "exactly_the_leaks": found == leaking})  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return out
+
+
+def nvsmi_week(path: Path) -> int:
+    """The issue's columns, 8 GPUs, a cycle a minute for 7 days, rows milliseconds apart,
+    GPU 5 leaking 20 MB/h from day three. Returns the number of rows."""
+    rng = np.random.default_rng(18)
+    start = 1795000000.0
+    rows = ["timestamp, name, pci.bus_id, driver_version, pstate, memory.total [MiB], "
+            "memory.used [MiB], memory.free [MiB], utilization.gpu [%], temperature.gpu, "
+            "power.draw [W]"]  # fmt: skip
+    noise = rng.normal(0, 3, (WEEK_MINUTES, 8))
+    for k in range(WEEK_MINUTES):
+        for gpu in range(8):
+            stamp = start + 60 * k + 0.003 * gpu + float(rng.integers(0, 3)) / 1000
+            used = 1200 + 300 * gpu + noise[k, gpu]
+            if gpu == 5 and k > 3 * 1440:
+                used += (k - 3 * 1440) / 60 * 20e6 / MiB
+            used = round(used)
+            clock = time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(stamp))
+            rows.append(f"{clock}.{int(stamp * 1000) % 1000:03d}, NVIDIA L40S, "
+                        f"00000000:{0x17 + gpu:02X}:00.0, 550.54.15, P0, 46068 MiB, {used} MiB, "
+                        f"{46068 - used} MiB, 41 %, 55, 180.20 W")  # fmt: skip
+    path.write_text("\n".join(rows) + "\n")
+    return len(rows) - 1
+
+
+def bench_nvsmi(folder: Path, rounds: int) -> dict[str, Any]:
+    path = folder / "nvsmi_week.csv"
+    out: dict[str, Any] = {"rows": nvsmi_week(path), "runs": []}
+    out["bytes"] = path.stat().st_size
+    for _ in range(rounds):
+        start = time.perf_counter()
+        log = read_log(path)
+        read_s = time.perf_counter() - start
+        sum_s, code, _ = cli("analyze", str(path), "--json")
+        gpu_s, gpu_code, stdout = cli("analyze", str(path), "--metric", "gpu:5", "--json")
+        verdict = json.loads(stdout)["verdict"] if gpu_code < 2 else None
+        out["runs"].append({"read_s": read_s, "cycles": len(log.series["device_used_bytes"][0]),
+                            "analyze_sum_s": sum_s, "sum_exit": code, "analyze_gpu5_s": gpu_s,
+                            "gpu5_verdict": verdict})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--series", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--json", default=None, metavar="FILE")
+    args = parser.parse_args()
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        raise SystemExit("needs prometheus and promtool (apt-get install prometheus)")
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        nvsmi = bench_nvsmi(folder, args.rounds)
+        prometheus = bench_prometheus(folder, args.series, args.rounds)
+    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_1min_at_end": os.getloadavg()[0]},
+              "prometheus": prometheus, "nvidia_smi": nvsmi}  # fmt: skip
+    print("| what | measured | target |\n|---|---|---|")
+    print(
+        f"| nvidia-smi log, {nvsmi['rows']:,} rows ({nvsmi['bytes'] / 1e6:.1f} MB): read | "
+        + " / ".join(f"{r['read_s']:.2f} s" for r in nvsmi["runs"])
+        + " | |"
+    )
+    print(
+        "| `analyze LOG` (device sum), end to end | "
+        + " / ".join(f"{r['analyze_sum_s']:.2f} s" for r in nvsmi["runs"])
+        + f" | < {TARGET_NVSMI_S:g} s |"
+    )
+    print(
+        "| `analyze LOG --metric gpu:5`, end to end | "
+        + " / ".join(f"{r['analyze_gpu5_s']:.2f} s ({r['gpu5_verdict']})" for r in nvsmi["runs"])
+        + f" | < {TARGET_NVSMI_S:g} s |"
+    )
+    print(
+        f"| Prometheus TSDB built by promtool ({prometheus['series']} series x "
+        f"{WEEK_MINUTES:,} points) | {prometheus['tsdb_build_s']:.2f} s | |"
+    )
+    print(f"| `read_range`, the whole week, all series | {prometheus['read_s']:.2f} s | |")
+    print(
+        f"| one series' verdict (`detect_leak`, {WEEK_MINUTES:,} points) | "
+        f"{prometheus['one_verdict_s']:.2f} s | |"
+    )
+    for jobs in (1, 2):
+        runs = [r for r in prometheus["runs"] if r["jobs"] == jobs]
+        print(f"| `analyze --prometheus` --jobs {jobs}, end to end | "
+              + " / ".join(f"{r['wall_s']:.1f} s" + ("" if r["exactly_the_leaks"] else " (wrong)")
+                           for r in runs) + f" | < {TARGET_PROMETHEUS_S:g} s |")  # fmt: skip
+    ones = [r["wall_s"] for r in prometheus["runs"] if r["jobs"] == 1]
+    twos = [r["wall_s"] for r in prometheus["runs"] if r["jobs"] == 2]
+    ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(ones, twos, strict=True))
+    print(f"\njobs 1 / jobs 2, per round: {ratios}; "
+          f"load average at the end {result['machine']['load_1min_at_end']:.1f} on "
+          f"{result['machine']['cpus']} cores")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
