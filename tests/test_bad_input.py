@@ -103,7 +103,7 @@ for duration_option in ("--window",):
     matrix(["analyze", SHORT], duration_option, DURATIONS)
 matrix(["analyze", SHORT], "--budget", SIZES)
 CASES += [
-    (["analyze"], "the following arguments are required: file"),
+    (["analyze"], "give a log FILE, or --prometheus URL --query PROMQL"),
     (["analyze", "/no/such/log.jsonl"], "no such file"),
     (["analyze", str(DATA)], "is a folder"),
     (["analyze", SHORT, "--metric", "gpu:7"], "has no metric 'gpu:7'"),
