@@ -230,7 +230,8 @@ class PoolMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.opener = Opener(in_place=False)
         self.pool = SessionPool(self.opener, max_idle=2, max_sessions=4, idle_ttl_s=100,
-                                clock=lambda: self.now)  # fmt: skip
+                                clock=lambda: self.now, max_idle_bytes=25,
+                                session_bytes=lambda config: config.width // 32)  # fmt: skip
         self.out = 0
 
     @rule(target=leases, kbps=st.sampled_from([2000, 5000]), width=st.sampled_from([320, 640]))
@@ -258,6 +259,14 @@ class PoolMachine(RuleBasedStateMachine):
             self.pool.release(lease)  # type: ignore[arg-type]
         self.out -= 1
 
+    @rule(target=leases, lease=consumes(leases), kbps=st.sampled_from([2000, 5000]))
+    def change_rate(self, lease: object, kbps: int) -> object:
+        if lease is None:
+            return None
+        new = self.pool.change_bitrate(lease, kbps, timeout=0)  # type: ignore[arg-type]
+        assert new.session.config.bitrate_kbps == kbps and not new.session.closed
+        return new
+
     @rule(seconds=st.floats(0, 150))
     def wait(self, seconds: float) -> None:
         self.now += seconds
@@ -267,7 +276,7 @@ class PoolMachine(RuleBasedStateMachine):
     def counts_balance(self) -> None:
         stats = self.pool.stats()
         assert stats["in_use"] == self.out
-        assert stats["idle"] <= 2
+        assert stats["idle"] <= 2 and stats["idle_bytes"] <= 25
         assert stats["in_use"] + stats["idle"] <= 4
         live = sum(1 for s in self.opener.sessions if not s.closed)
         assert live == stats["in_use"] + stats["idle"]
