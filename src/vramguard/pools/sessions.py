@@ -14,7 +14,7 @@ Errors name the limit that was hit and its value.
 What each strategy costs: a session that changes rate in place costs nothing per change
 (no open, no memory, no keyframe with libx264; an IDR with nvenc and qsv). For encoders
 that cannot (libx265, libsvtav1), a warm session per rate saves an open per change and
-costs its memory while idle (a 1080p SVT-AV1 session ~77 MB); `max_idle_bytes` caps that,
+costs its memory while idle (a 1080p SVT-AV1 session ~70 MB); `max_idle_bytes` caps that,
 and an open first closes the oldest idle sessions until the new one fits beside them
 within the budget, so a budget of one session keeps the memory of the unpooled way (one
 encoder at a time) and still serves a reconnect at the same rate warm.
