@@ -185,6 +185,71 @@ def bench_nvsmi(folder: Path, rounds: int) -> dict[str, Any]:
     return out
 
 
+def detector() -> str:
+    """Which trend.py ran: its last commit, and whether the working tree changed it."""
+    trend = "src/vramguard/trend.py"
+    root = Path(__file__).resolve().parent.parent
+    last = subprocess.run(["git", "log", "-1", "--format=%h", "--", trend], cwd=root,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", trend], cwd=root)
+    return f"{last or 'unknown'}{' + uncommitted changes' if changed.returncode else ''}"
+
+
+COMMAND = "python bench/history.py --series {series} --rounds {rounds}"
+
+
+def _seconds(values: list[float]) -> str:
+    return " / ".join(f"{v:.2f} s" if v < 100 else f"{v:.0f} s" for v in values)
+
+
+def render_results(data: dict[str, Any]) -> str:
+    """The RESULTS.md section (bench/results.py calls this too): every figure from `data`."""
+    smi, prom = data["nvidia_smi"], data["prometheus"]
+    runs = {jobs: [r for r in prom["runs"] if r["jobs"] == jobs] for jobs in (1, 2)}
+    right = all(r["exactly_the_leaks"] for r in prom["runs"])
+    right = right and all(r["gpu5_verdict"] == "leak" for r in smi["runs"])
+    ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(runs[1], runs[2], strict=True)]
+    rows = [
+        "| what | measured | target |",
+        "|---|---|---|",
+        f"| nvidia-smi log, {smi['rows']:,} rows (8 GPUs, 7 days, 11 columns, "
+        f"{smi['bytes'] / 1e6:.1f} MB): read | {_seconds([r['read_s'] for r in smi['runs']])} | |",
+        f"| `analyze LOG` (device sum), end to end | "
+        f"{_seconds([r['analyze_sum_s'] for r in smi['runs']])} | < {TARGET_NVSMI_S:g} s |",
+        f"| `analyze LOG --metric gpu:5`, end to end | "
+        f"{_seconds([r['analyze_gpu5_s'] for r in smi['runs']])} | < {TARGET_NVSMI_S:g} s |",
+        f"| Prometheus TSDB built by promtool ({prom['series']} series x "
+        f"{prom['points_per_series']:,} points) | {prom['tsdb_build_s']:.2f} s | |",
+        f"| `read_range`: the week of all {prom['series']} series | {prom['read_s']:.2f} s | |",
+        f"| one series' verdict (`detect_leak`, {prom['points_per_series']:,} points) | "
+        f"{prom['one_verdict_s']:.2f} s | |",
+    ]
+    for jobs in (1, 2):
+        rows.append(f"| `analyze --prometheus`, {prom['series']} series, `--jobs {jobs}`, end to "
+                    f"end | {_seconds([r['wall_s'] for r in runs[jobs]])} | "
+                    f"< {TARGET_PROMETHEUS_S:g} s |")  # fmt: skip
+    machine = data["machine"]
+    met_smi = all(r["analyze_sum_s"] < TARGET_NVSMI_S for r in smi["runs"])
+    met_prom = all(r["wall_s"] < TARGET_PROMETHEUS_S for r in prom["runs"])
+    verdict_cost = prom["one_verdict_s"] * prom["series"]
+    return "\n\n".join([
+        "## History operators already have: nvidia-smi logs and Prometheus (`bench/history.py`)",
+        f"```\n{data['command']} --json bench/history.json\n```",
+        "\n".join(rows),
+        f"{'Every run found exactly' if right else 'Some run did NOT find only'} the leaking "
+        f"series (every tenth series on Prometheus, GPU 5 of 8 in the log). Load average "
+        f"{machine['load_1min_at_end']:.1f} at the end on {machine['cpus']} cores; detector: "
+        f"trend.py at {data['detector']}. `--jobs 1` / "
+        f"`--jobs 2`: {', '.join(f'{r:.2f}' for r in ratios)}. The nvidia-smi target is "
+        f"{'met' if met_smi else 'missed'}; the Prometheus target is "
+        f"{'met' if met_prom else 'missed'}. Reading is not the cost: the log is read in "
+        f"{smi['runs'][0]['read_s']:.2f} s and the week of every series from Prometheus in "
+        f"{prom['read_s']:.2f} s; the detector's replay of every one-minute bucket is "
+        f"{prom['one_verdict_s']:.2f} s a series here, {verdict_cost:.0f} s for "
+        f"{prom['series']} series on one core.",
+    ])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", type=int, default=50)
@@ -198,44 +263,10 @@ def main() -> None:
         nvsmi = bench_nvsmi(folder, args.rounds)
         prometheus = bench_prometheus(folder, args.series, args.rounds)
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_1min_at_end": os.getloadavg()[0]},
+                          "load_1min_at_end": os.getloadavg()[0]}, "detector": detector(),
               "prometheus": prometheus, "nvidia_smi": nvsmi}  # fmt: skip
-    print("| what | measured | target |\n|---|---|---|")
-    print(
-        f"| nvidia-smi log, {nvsmi['rows']:,} rows ({nvsmi['bytes'] / 1e6:.1f} MB): read | "
-        + " / ".join(f"{r['read_s']:.2f} s" for r in nvsmi["runs"])
-        + " | |"
-    )
-    print(
-        "| `analyze LOG` (device sum), end to end | "
-        + " / ".join(f"{r['analyze_sum_s']:.2f} s" for r in nvsmi["runs"])
-        + f" | < {TARGET_NVSMI_S:g} s |"
-    )
-    print(
-        "| `analyze LOG --metric gpu:5`, end to end | "
-        + " / ".join(f"{r['analyze_gpu5_s']:.2f} s ({r['gpu5_verdict']})" for r in nvsmi["runs"])
-        + f" | < {TARGET_NVSMI_S:g} s |"
-    )
-    print(
-        f"| Prometheus TSDB built by promtool ({prometheus['series']} series x "
-        f"{WEEK_MINUTES:,} points) | {prometheus['tsdb_build_s']:.2f} s | |"
-    )
-    print(f"| `read_range`, the whole week, all series | {prometheus['read_s']:.2f} s | |")
-    print(
-        f"| one series' verdict (`detect_leak`, {WEEK_MINUTES:,} points) | "
-        f"{prometheus['one_verdict_s']:.2f} s | |"
-    )
-    for jobs in (1, 2):
-        runs = [r for r in prometheus["runs"] if r["jobs"] == jobs]
-        print(f"| `analyze --prometheus` --jobs {jobs}, end to end | "
-              + " / ".join(f"{r['wall_s']:.1f} s" + ("" if r["exactly_the_leaks"] else " (wrong)")
-                           for r in runs) + f" | < {TARGET_PROMETHEUS_S:g} s |")  # fmt: skip
-    ones = [r["wall_s"] for r in prometheus["runs"] if r["jobs"] == 1]
-    twos = [r["wall_s"] for r in prometheus["runs"] if r["jobs"] == 2]
-    ratios = ", ".join(f"{a / b:.2f}" for a, b in zip(ones, twos, strict=True))
-    print(f"\njobs 1 / jobs 2, per round: {ratios}; "
-          f"load average at the end {result['machine']['load_1min_at_end']:.1f} on "
-          f"{result['machine']['cpus']} cores")  # fmt: skip
+    result["command"] = COMMAND.format(series=args.series, rounds=args.rounds)
+    print(render_results(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -538,6 +538,16 @@ def references_section(data: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+# -- history (bench/history.py renders its own section) ------------------------------------
+
+
+def history_section(data: dict[str, Any]) -> str:
+    sys.path.insert(0, str(BENCH))
+    import history
+
+    return str(history.render_results(data))
+
+
 # -- the whole file -------------------------------------------------------------------------
 
 
@@ -564,6 +574,7 @@ def render(previous: str) -> str:
         ),
         sessions_section(load("sessions.json")),
         references_section(load("references.json")),
+        history_section(load("history.json")),
     ]
     wrapped = [
         section if section is leak else "\n\n".join(_wrap(b) for b in section.split("\n\n"))
