@@ -38,6 +38,15 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from vramguard.noise import (
+    Variogram,
+    ar1_long_run_variance,
+    despike,
+    despiked_value,
+    long_run_variance,
+    spike_width,
+    step_fits_better,
+)
 from vramguard.units import format_duration
 
 HOUR = 3600.0
@@ -52,13 +61,14 @@ class DetectorConfig:
 
     bucket_s: float = 60.0
     history_s: float = 8 * HOUR
-    ramp_ages_s: tuple[float, ...] = (1 * HOUR, 1.5 * HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 6 * HOUR)
+    ramp_ages_s: tuple[float, ...] = (0.75 * HOUR, 1 * HOUR, 1.5 * HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 6 * HOUR)
     min_fit_s: float = 2 * HOUR  # data needed after warm-up before growth is judged
     noise_history: int = 24  # long-run variances kept, one per noise_record_every_s
     noise_record_every_s: float = 1 * HOUR
-    learning_z_margin: float = 1.0  # added to z_alarm until three noise records exist
-    z_alarm: float = 5.0
-    min_slope_bytes_per_hour: float = 1 * MB
+    learning_z_margin: float = 0.5  # added to z_alarm while the history is short
+    learned_history_factor: float = 2.0  # history, after warm-up, per window length tested
+    z_alarm: float = 4.5
+    min_slope_bytes_per_hour: float = 2 * MB
     confirm_buckets: int = 3
     rearm_buckets: int = 60  # quiet buckets that end an alarm episode
     warmup_s: float = 1800.0
@@ -166,6 +176,10 @@ class Trend:
     steps: tuple[Step, ...] = ()
     alarms: int = 0
     reason: str = ""
+    alarm_slope_bytes_per_hour: float | None = None  # the first alarm's recent ramp
+    restarts: tuple[float, ...] = ()  # seconds from the first sample
+    load: Literal["unknown", "used", "constant"] = "unknown"
+    needs_more_s: float | None = None  # insufficient data: how much longer the run must be
 
 
 def _noise(residuals: npt.NDArray[np.float64], dof: int) -> tuple[float, float]:
@@ -288,6 +302,105 @@ def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     return float(1.4826 * np.median(deviations))
 
 
+def _usable_load(load: npt.NDArray[np.float64]) -> bool:
+    """A load column explains memory only where it is known throughout and moves."""
+    return bool(len(load)) and bool(np.all(np.isfinite(load))) and float(np.ptp(load)) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    """One growth to test: a ramp from `origin`, as memory or as memory per unit of load."""
+
+    origin: float
+    ramp: npt.NDArray[np.float64]
+    column: npt.NDArray[np.float64]
+    kind: Literal["memory", "per-session"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fitted:
+    """Least squares of y on [1, column, *nuisance]: the column's coefficient, the linear
+    weights that give it (w . y), the residuals, and an AR(1) z for a cheap screen."""
+
+    slope: float
+    weights: npt.NDArray[np.float64]
+    residuals: npt.NDArray[np.float64]
+    nuisance_part: npt.NDArray[np.float64]
+    rss: float
+    dof: int
+    z_model: float
+    rho: float
+    variance: float
+    column_mean: float
+    per_load: bool
+
+    def growth_per_s(self, load: npt.NDArray[np.float64]) -> float:
+        """Bytes a second: the slope, or for a per-session ramp the slope at mean load."""
+        return self.slope * (float(np.mean(load)) if self.per_load else 1.0)
+
+    def as_fit(self, t: npt.NDArray[np.float64], origin: float) -> Fit:
+        stderr = self.slope / self.z_model if self.z_model not in (0.0, math.inf) else 0.0
+        span = float(t[-1] - max(origin, float(t[0])))
+        return Fit(self.slope, abs(stderr), len(t), span, self.rho, self.variance)
+
+
+class _Fits:
+    """Least squares of y on [1, column, *nuisance] for many columns at once (rows of
+    `columns`): the intercept and nuisance terms are projected out first (Frisch-Waugh-
+    Lovell), so each column's coefficient is a dot product with its residualised column.
+    Slopes and an AR(1) z for every column cost a few array operations; the residuals and
+    weights a careful error needs are built only for the columns that pass that screen."""
+
+    def __init__(
+        self,
+        y: npt.NDArray[np.float64],
+        columns: npt.NDArray[np.float64],
+        nuisance: Sequence[npt.NDArray[np.float64]],
+    ) -> None:
+        n = len(y)
+        base = np.column_stack([np.ones(n), *nuisance])
+        q, r = np.linalg.qr(base)
+        keep = np.abs(np.diag(r)) > 1e-9 * max(1.0, float(np.abs(r).max()))
+        self.q = q[:, keep]
+        self.dof = n - self.q.shape[1] - 1
+        self.y, self.columns = y, columns
+        self.y_res = y - self.q @ (self.q.T @ y)
+        self.c_res = columns - (columns @ self.q) @ self.q.T
+        sxx = np.einsum("ij,ij->i", self.c_res, self.c_res)
+        scale = np.maximum(np.einsum("ij,ij->i", columns, columns), 1e-300)
+        self.ok = (sxx > 1e-12 * scale) & (self.dof >= 3)
+        self.sxx = np.where(self.ok, sxx, 1.0)
+        self.slopes = (self.c_res @ self.y_res) / self.sxx
+        # residual sums of squares and lag-1 products, without building the residuals
+        yy = float(self.y_res @ self.y_res)
+        y_lag = float(self.y_res[1:] @ self.y_res[:-1])
+        cy = self.c_res @ self.y_res
+        c_lag = np.einsum("ij,ij->i", self.c_res[:, 1:], self.c_res[:, :-1])
+        cross = self.c_res[:, 1:] @ self.y_res[:-1] + self.c_res[:, :-1] @ self.y_res[1:]
+        b = self.slopes
+        self.rss = np.maximum(yy - 2 * b * cy + b * b * sxx, 0.0)
+        lag = y_lag - b * cross + b * b * c_lag
+        safe = np.where(self.rss > 0, self.rss, 1.0)
+        rho = lag / safe
+        self.rho = np.clip(rho + (1 + 3 * rho) / n, 0.0, 0.98)
+        self.variance = self.rss / max(self.dof, 1)
+        lrv = self.variance * (1 + self.rho) / (1 - self.rho)
+        se = np.sqrt(lrv / self.sxx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, b / np.where(se > 0, se, 1.0), np.where(b > 0, np.inf, 0.0))
+        self.z_model = np.where(self.ok, z, -np.inf)
+
+    def candidate(self, i: int, per_load: bool) -> _Fitted:
+        slope = float(self.slopes[i])
+        residuals = self.y_res - slope * self.c_res[i]
+        explained = ((self.y - slope * self.columns[i]) @ self.q) @ self.q.T
+        return _Fitted(
+            slope, self.c_res[i] / float(self.sxx[i]), residuals, explained - explained.mean(),
+            float(self.rss[i]), self.dof, float(self.z_model[i]), float(self.rho[i]),
+            float(self.variance[i]), float(np.mean(self.columns[i])), per_load,
+        )  # fmt: skip
+
+
 @dataclass
 class LeakDetector:
     """The online detector. Feed it `update(t, value)`; read `alarm`, `alarms`, `steps`.
@@ -301,29 +414,45 @@ class LeakDetector:
     steps: list[Step] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._capacity = 2 * int(self.config.history_s / self.config.bucket_s) + 8
+        cfg = self.config
+        window = int(cfg.history_s / cfg.bucket_s)
+        # a day and a half of buckets: the window, and the history the variogram reads
+        self._keep = 3 * window + 8
+        self._capacity = 4 * window + 8
         self._t = np.zeros(self._capacity)
         self._raw = np.zeros(self._capacity)
+        self._clean = np.zeros(self._capacity)  # the raw buckets, single spikes replaced
+        self._spike_width = 0.0
+        self._load = np.full(self._capacity, np.nan)
+        self._index = np.zeros(self._capacity, dtype=np.int64)
         self._count = 0
         self._t0: float | None = None
+        self._series_t0: float | None = None  # start of the series since the last restart
         self._bucket: int | None = None
-        self._sum_t = self._sum_v = 0.0
-        self._n_in_bucket = 0
+        self._sum_t = self._sum_v = self._sum_l = 0.0
+        self._n_in_bucket = self._n_load = 0
         self._streak = 0
         self._quiet = 0
         self._steps_quiet_until = -math.inf
-        self._noise_history: deque[float] = deque(maxlen=self.config.noise_history)
+        self._noise_history: deque[float] = deque(maxlen=cfg.noise_history)
         self._noise_recorded_t = -math.inf
+        # hourly variograms of the history up to their time: a ramp is judged against the
+        # noise the process showed before the ramp began (a leak must not widen its own bars)
+        self._variograms: deque[tuple[float, Variogram]] = deque(
+            maxlen=int(cfg.history_s / cfg.noise_record_every_s) + 2
+        )
         self._last_t: float | None = None
         self.samples = 0
+        self.restarts: list[float] = []
         self.peak: float = -math.inf
         self.alarm: Alarm | None = None  # the alarm in force (None when quiet)
         self.last_fit: Fit | None = None
 
     # -- feeding --------------------------------------------------------------------------
 
-    def update(self, t: float, value: float) -> Alarm | None:
-        """Add one sample; returns a new alarm when this sample closed a bucket that raised one."""
+    def update(self, t: float, value: float, load: float | None = None) -> Alarm | None:
+        """Add one sample (and the load at that moment, when known: sessions, clients);
+        returns a new alarm when this sample closed a bucket that raised one."""
         if self._last_t is not None and t < self._last_t:
             raise ValueError(f"time went backwards: {t} after {self._last_t}")
         if not (math.isfinite(value) and math.isfinite(t)):
@@ -332,7 +461,7 @@ class LeakDetector:
         self.samples += 1
         self.peak = max(self.peak, value)
         if self._t0 is None:
-            self._t0 = t
+            self._t0 = self._series_t0 = t
         bucket = int((t - self._t0) // self.config.bucket_s)
         raised = None
         if self._bucket is not None and bucket != self._bucket:
@@ -341,22 +470,29 @@ class LeakDetector:
         self._sum_t += t
         self._sum_v += value
         self._n_in_bucket += 1
+        if load is not None and math.isfinite(load):
+            self._sum_l += load
+            self._n_load += 1
         return raised
 
     def update_many(
-        self, times_s: npt.NDArray[np.float64], values_bytes: npt.NDArray[np.float64]
+        self,
+        times_s: npt.ArrayLike,
+        values_bytes: npt.ArrayLike,
+        load: npt.ArrayLike | None = None,
     ) -> list[Alarm]:
         """Add many samples at once: the same as `update` one by one, bucketed in numpy."""
         t = np.asarray(times_s, dtype=np.float64)
         v = np.asarray(values_bytes, dtype=np.float64)
+        ld = np.full(len(t), np.nan) if load is None else np.asarray(load, dtype=np.float64)
         keep = np.isfinite(t) & np.isfinite(v)
-        t, v = t[keep], v[keep]
+        t, v, ld = t[keep], v[keep], ld[keep]
         if len(t) == 0:
             return []
         if np.any(np.diff(t) < 0) or (self._last_t is not None and t[0] < self._last_t):
             raise ValueError("time went backwards")
         if self._t0 is None:
-            self._t0 = float(t[0])
+            self._t0 = self._series_t0 = float(t[0])
         self._last_t = float(t[-1])
         self.samples += len(t)
         self.peak = max(self.peak, float(v.max()))
@@ -365,6 +501,9 @@ class LeakDetector:
         sums_t = np.add.reduceat(t, starts)
         sums_v = np.add.reduceat(v, starts)
         counts = np.diff(np.concatenate((starts, [len(t)])))
+        has_load = np.isfinite(ld)
+        sums_l = np.add.reduceat(np.where(has_load, ld, 0.0), starts)
+        counts_l = np.add.reduceat(has_load.astype(np.int64), starts)
         raised: list[Alarm] = []
         for group, bucket in enumerate(index[starts].tolist()):
             if self._bucket is not None and bucket != self._bucket:
@@ -375,6 +514,8 @@ class LeakDetector:
             self._sum_t += float(sums_t[group])
             self._sum_v += float(sums_v[group])
             self._n_in_bucket += int(counts[group])
+            self._sum_l += float(sums_l[group])
+            self._n_load += int(counts_l[group])
         return raised
 
     def flush(self) -> Alarm | None:
@@ -386,28 +527,42 @@ class LeakDetector:
     def _close_bucket(self) -> Alarm | None:
         t = self._sum_t / self._n_in_bucket
         value = self._sum_v / self._n_in_bucket
-        self._sum_t = self._sum_v = 0.0
-        self._n_in_bucket = 0
+        load = self._sum_l / self._n_load if self._n_load else math.nan
+        self._sum_t = self._sum_v = self._sum_l = 0.0
+        self._n_in_bucket = self._n_load = 0
         if self._count == self._capacity:
-            keep = int(self.config.history_s / self.config.bucket_s) + 4
-            for array in (self._t, self._raw):
+            keep = self._keep
+            for array in (self._t, self._raw, self._clean, self._load, self._index):
                 array[:keep] = array[self._count - keep : self._count]
             self._count = keep
         i = self._count
         self._t[i] = t
         self._raw[i] = value
+        self._load[i] = load
+        self._index[i] = self._bucket if self._bucket is not None else 0
         self._count += 1
+        self._despike_latest()
         return self._evaluate()
+
+    def _despike_latest(self) -> None:
+        """Judge the newest buckets for spikes (each again as its neighbours arrive)."""
+        n = self._count
+        first = self._series_start()
+        if self._spike_width <= 0 and n - first >= 12:
+            self._spike_width = spike_width(self._raw[first:n])
+        raw = self._raw[first:n]
+        for i in range(max(0, len(raw) - 3), len(raw)):
+            self._clean[first + i] = despiked_value(raw, i, self._spike_width)
 
     # -- deciding -------------------------------------------------------------------------
 
     def _evaluate(self) -> Alarm | None:
         cfg = self.config
-        assert self._t0 is not None
+        assert self._series_t0 is not None
         n = self._count
         t_now = float(self._t[n - 1])
         self._find_step()
-        if t_now - self._t0 < cfg.warmup_s:
+        if t_now - self._series_t0 < cfg.warmup_s:
             return None
         candidate = self._staircase(t_now) or self._slope(t_now)
         if candidate is None:
@@ -427,19 +582,24 @@ class LeakDetector:
             return candidate
         return None
 
+    def _series_start(self) -> int:
+        """The first held bucket of the series since the last restart."""
+        return int(np.searchsorted(self._t[: self._count], self._series_t0 or 0.0))
+
     def _find_step(self) -> None:
         cfg = self.config
         k = cfg.step_buckets
         n = self._count
-        if n < 2 * k + 30 or self._t[n - 1] < self._steps_quiet_until:
+        first = self._series_start()
+        if n - first < 2 * k + 30 or self._t[n - 1] < self._steps_quiet_until:
             return
         before = self._raw[n - 2 * k : n - k]
         after = self._raw[n - k : n]
         delta = _median(after) - _median(before)
         # the noise width comes from the buckets before, warm-up left out where enough remain
         # (an encoder's start is a jump that would make any later step look small)
-        start = max(0, n - 2 * k - cfg.step_reference_buckets)
-        settled = int(np.searchsorted(self._t[:n], (self._t0 or 0.0) + cfg.warmup_s))
+        start = max(first, n - 2 * k - cfg.step_reference_buckets)
+        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
         if n - 2 * k - settled >= 20:
             start = max(start, settled)
         reference = self._raw[start : n - 2 * k]
@@ -453,16 +613,56 @@ class LeakDetector:
             return
         single = np.diff(window) * np.sign(delta)
         at = n - 2 * k + 1 + int(np.argmax(single))
-        level_before = _median(self._raw[max(0, at - k) : at])
+        level_before = _median(self._raw[max(first, at - k) : at])
         step = Step(float(self._t[at]), delta, level_before)
-        self.steps.append(step)
+        previous = self.steps[-1] if self.steps else None
+        if (
+            previous is not None
+            and previous.t > (self._series_t0 or 0.0)
+            and (previous.size_bytes > 0) == (delta > 0)
+            and step.t - previous.t <= 2 * k * cfg.bucket_s
+        ):  # the same step seen again from a later window: one step, its full size
+            step = Step(previous.t, previous.size_bytes + delta, previous.level_before)
+            self.steps[-1] = step
+        else:
+            self.steps.append(step)
         # the same step stays in the comparison windows for a while: look again once it left
         self._steps_quiet_until = step.t + 2 * k * cfg.bucket_s
+        if delta < 0:
+            self._maybe_restart(step, first)
+
+    def _maybe_restart(self, step: Step, first: int) -> None:
+        """A fall back to (near) the level the series started at is a restart: the process
+        began again, so its series does too (warm-up, steps and fits start afresh)."""
+        cfg = self.config
+        start_level = _median(self._raw[first : first + cfg.step_buckets])
+        risen = step.level_before - start_level
+        after = step.level_before + step.size_bytes
+        if risen > max(cfg.min_step_bytes, 0.0) and after <= start_level + 0.5 * risen:
+            self.restarts.append(step.t)
+            self._series_t0 = step.t
+            self.steps = [s for s in self.steps if s.t < step.t]  # history of the old series
+            self._streak = 0
+            self.alarm = None
 
     def _staircase(self, t_now: float) -> Alarm | None:
         cfg = self.config
-        ups = [s for s in self.steps if s.size_bytes > 0 and t_now - s.t <= cfg.staircase_window_s]
+        ups = [
+            s for s in self.steps
+            if s.size_bytes > 0 and t_now - s.t <= cfg.staircase_window_s
+            and s.t > (self._series_t0 or 0.0)
+        ]  # fmt: skip
         if len(ups) < cfg.staircase_steps:
+            return None
+        # A pool that also shrinks is no staircase: each fall of a like size in the window
+        # cancels one rise.
+        typical = _median(np.asarray([s.size_bytes for s in ups]))
+        falls = sum(
+            1 for s in self.steps
+            if s.size_bytes <= -0.5 * typical and s.t > (self._series_t0 or 0.0)
+            and t_now - s.t <= cfg.staircase_window_s
+        )  # fmt: skip
+        if len(ups) - falls < cfg.staircase_steps:
             return None
         ups = ups[-cfg.staircase_steps :]
         rise = sum(s.size_bytes for s in ups)
@@ -485,57 +685,118 @@ class LeakDetector:
             f"{format_duration(span)}, {kept / MB:.0f} MB still held",
         )
 
+    def _window(self, t_now: float) -> tuple[int, int]:
+        cfg = self.config
+        start_t = max((self._series_t0 or 0.0) + cfg.warmup_s, t_now - cfg.history_s)
+        return int(np.searchsorted(self._t[: self._count], start_t, side="left")), self._count
+
+    def _measure_noise(self, t_now: float) -> None:
+        """Once an hour: the variogram of the series' own history (warm-up left out)."""
+        cfg = self.config
+        if t_now - self._noise_recorded_t < cfg.noise_record_every_s:
+            return
+        self._noise_recorded_t = t_now
+        n = self._count
+        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
+        if n - settled < cfg.min_points:
+            return
+        self._spike_width = spike_width(self._raw[settled:n])
+        y = self._clean[settled:n]
+        load = self._load[settled:n]
+        if _usable_load(load):  # the noise is what load does not explain
+            design = np.column_stack([np.ones(len(y)), load])
+            y = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+        max_lag = int(cfg.history_s / cfg.bucket_s)
+        self._variograms.append((t_now, Variogram.measure(self._index[settled:n], y, max_lag)))
+
     def _slope(self, t_now: float) -> Alarm | None:
         cfg = self.config
-        n = self._count
-        start_t = max((self._t0 or 0.0) + cfg.warmup_s, t_now - cfg.history_s)
-        lo = int(np.searchsorted(self._t[:n], start_t, side="left"))
-        t, y = self._t[lo:n], self._raw[lo:n]
+        lo, n = self._window(t_now)
+        t = self._t[lo:n]
         if n - lo < cfg.min_points or t_now - t[0] < cfg.min_fit_s:
             return None
+        self._measure_noise(t_now)
+        y = self._clean[lo:n]
+        index = self._index[lo:n]
+        load = self._load[lo:n]
         # A rise is a level shift in the fit (a pool that grew once); a fall stays in the
         # data, or a GC sawtooth would pass for a climb.
         rises = [s.t for s in self.steps if s.size_bytes > 0 and t[0] < s.t <= t_now]
+        nuisance = [(t >= s).astype(np.float64) for s in rises]
+        with_load = _usable_load(load)
+        if with_load:
+            nuisance.append(load)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
-        if rises:
-            raw = [fit_ramp(t, y, origin, rises) for origin in origins]
-            fits = [f for f in raw if f is not None]
-        else:
-            fits = fit_ramps(t, y, origins)
-        if not fits or fits[0].span_s < t_now - float(t[0]):
-            return None
-        line = self.last_fit = fits[0]
-        # Noise is a property of the process: the median of the line fits' long-run variance
-        # over the past day bounds each test's, so one quiet stretch cannot fake certainty.
-        # Only near-full windows are recorded: a short window's detrended noise looks tamer.
-        full = line.span_s >= 0.75 * cfg.history_s
-        if full and t_now - self._noise_recorded_t >= cfg.noise_record_every_s:
-            self._noise_history.append(line.long_run_variance)
-            self._noise_recorded_t = t_now
-        learned = len(self._noise_history) >= 3
-        floor = _median(np.asarray(self._noise_history)) if learned else 0.0
-        z_alarm = cfg.z_alarm if learned else cfg.z_alarm + cfg.learning_z_margin
-        best = max((_with_floor(f, floor) for f in fits), key=lambda f: f.z)
-        slope_h = best.slope_per_s * HOUR
-        if best.z < z_alarm or slope_h < cfg.min_slope_bytes_per_hour:
-            return None
-        return Alarm(
-            t=t_now,
-            kind="slope",
-            slope_bytes_per_hour=slope_h,
-            ci_bytes_per_hour=best.ci_per_hour(),
-            window_s=best.span_s,
-            z=best.z,
-            level_bytes=float(self._raw[n - 1]),
-            reason=f"growing {slope_h / MB:.1f} MB/h for the last "
-            f"{format_duration(best.span_s)} (z = {best.z:.1f})",
-        )
+        ramps = [np.maximum(t - o, 0.0) for o in origins]
+        tests = [_Test(o, r, r, "memory") for o, r in zip(origins, ramps, strict=True)]
+        if with_load:  # memory per session growing: load times the ramp
+            tests += [
+                _Test(o, r, load * r, "per-session") for o, r in zip(origins, ramps, strict=True)
+            ]
+        margin = self._margin(t_now, float(t_now - t[0]))
+        z_needed = cfg.z_alarm + margin
+        fits = _Fits(y, np.array([test.column for test in tests]), nuisance)
+        line = fits.candidate(0, False) if fits.ok[0] else None
+        if line is not None:
+            self.last_fit = line.as_fit(t, origins[0])
+        mean_load = float(np.mean(load)) if with_load else 1.0
+        # the most significant first: the first that passes the careful checks is the alarm
+        for i in np.argsort(-fits.z_model).tolist():
+            test = tests[i]
+            per_load = test.kind == "per-session"
+            growth_h = float(fits.slopes[i]) * (mean_load if per_load else 1.0) * HOUR
+            if fits.z_model[i] < z_needed:
+                break  # the cheap screen: the careful error below is never smaller
+            if growth_h < cfg.min_slope_bytes_per_hour:
+                continue
+            fit = fits.candidate(i, per_load)
+            z = fit.slope / math.sqrt(self._variance(fit, index, test.origin))
+            if z < z_needed:
+                continue
+            if not per_load and step_fits_better(t, y - fit.nuisance_part, test.origin, fit.rss):
+                continue  # one level shift explains it: a step the step finder missed
+            span = float(t_now - max(test.origin, float(t[0])))
+            se_h = growth_h / z
+            what = "memory per session grew" if per_load else "growing"
+            return Alarm(
+                t=t_now, kind="slope", slope_bytes_per_hour=growth_h,
+                ci_bytes_per_hour=(growth_h - 1.96 * se_h, growth_h + 1.96 * se_h),
+                window_s=span, z=z, level_bytes=float(self._raw[n - 1]),
+                reason=f"{what} {growth_h / MB:.1f} MB/h for the last "
+                f"{format_duration(span)} (z = {z:.1f})",
+            )  # fmt: skip
+        return None
+
+    def _margin(self, t_now: float, span_s: float) -> float:
+        """Extra z asked while the series' own history is short next to the window tested:
+        the variogram's long lags rest on few increments then."""
+        cfg = self.config
+        history = t_now - (self._series_t0 or 0.0) - cfg.warmup_s
+        if history >= cfg.learned_history_factor * span_s:
+            return 0.0
+        return cfg.learning_z_margin
+
+    def _variance(self, fit: _Fitted, index: npt.NDArray[np.int64], origin: float) -> float:
+        """The slope's variance: the largest of AR(1), batch means at every scale, and the
+        variogram of the series' history before the ramp began (each sound for some noise,
+        none for all)."""
+        weights_sq = float(fit.weights @ fit.weights)
+        variance = long_run_variance(index, fit.residuals, fit.dof) * weights_sq
+        before = [v for end, v in self._variograms if end <= origin + self.config.bucket_s]
+        if before:
+            variance = max(variance, before[-1].variance(index, fit.weights))
+        return max(variance, 1e-30)
 
     # -- reading --------------------------------------------------------------------------
 
     @property
     def t0(self) -> float | None:
         return self._t0
+
+    @property
+    def variograms(self) -> list[Variogram]:
+        """The hourly variograms of the series' history, oldest first."""
+        return [v for _, v in self._variograms]
 
     def buckets(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The bucketed history held now: (times, raw values)."""
@@ -564,10 +825,13 @@ def detect_leak(
     values_bytes: Sequence[float] | npt.ArrayLike,
     config: DetectorConfig | None = None,
     budget_bytes: float | None = None,
+    load: Sequence[float] | npt.ArrayLike | None = None,
 ) -> Trend:
     """The offline verdict on a series: the online detector replayed over it, sample by
     sample, plus the growth over the whole series (steps taken out, as online).
 
+    `load` (sessions, clients: one value per sample, NaN where unknown) lets memory that
+    follows load pass as load, and tests whether memory per unit of load grows.
     `verdict` is `leak` when the online detector alarmed at any point or the whole series
     grows beyond doubt; `insufficient-data` when the series is shorter than
     `min_duration_s` (after warm-up) or has too few points. `time_to_exhaustion_s` is
@@ -576,24 +840,36 @@ def detect_leak(
     cfg = config or DetectorConfig()
     t = np.asarray(times_s, dtype=np.float64)
     v = np.asarray(values_bytes, dtype=np.float64)
-    if t.shape != v.shape or t.ndim != 1:
-        raise ValueError("times and values must be one-dimensional and of equal length")
+    ld = None if load is None else np.asarray(load, dtype=np.float64)
+    if t.shape != v.shape or t.ndim != 1 or (ld is not None and ld.shape != t.shape):
+        raise ValueError("times, values and load must be one-dimensional and of equal length")
     if len(t) and np.any(np.diff(t) < 0):
         raise ValueError("times must not go backwards")
     finite = np.isfinite(v) & np.isfinite(t)
     t, v = t[finite], v[finite]
+    if ld is not None:
+        ld = ld[finite]
     if len(t) == 0:
-        return Trend("insufficient-data", None, None, None, None, None, 0, 0.0)
+        return Trend("insufficient-data", None, None, None, None, None, 0, 0.0,
+                     reason="no samples", needs_more_s=cfg.warmup_s + cfg.min_duration_s)  # fmt: skip
     detector = LeakDetector(cfg)
-    detector.update_many(t, v)
+    detector.update_many(t, v, ld)
     detector.flush()
-    return _verdict(detector, t, v, cfg, budget_bytes)
+    return _verdict(detector, t, v, ld, cfg, budget_bytes)
+
+
+def _load_state(load: npt.NDArray[np.float64] | None) -> Literal["unknown", "used", "constant"]:
+    if load is None or not np.any(np.isfinite(load)):
+        return "unknown"
+    known = load[np.isfinite(load)]
+    return "used" if float(np.ptp(known)) > 0 else "constant"
 
 
 def _verdict(
     detector: LeakDetector,
     t: npt.NDArray[np.float64],
     v: npt.NDArray[np.float64],
+    load: npt.NDArray[np.float64] | None,
     cfg: DetectorConfig,
     budget_bytes: float | None,
 ) -> Trend:
@@ -602,36 +878,101 @@ def _verdict(
     first = detector.alarms[0] if detector.alarms else None
     steps = tuple(detector.steps)
     peak = float(v.max())
-    # Whole-series growth, warm-up left out and upward steps taken out as online.
-    keep = t >= t0 + cfg.warmup_s
+    load_state = _load_state(load)
+    common = {
+        "steps": steps,
+        "alarms": len(detector.alarms),
+        "alarm_slope_bytes_per_hour": first.slope_bytes_per_hour if first else None,
+        "restarts": tuple(r - t0 for r in detector.restarts),
+        "load": load_state,
+    }
+    first_t = None if first is None else first.t - t0
+    # Whole-series growth over the last series (since the last restart), warm-up left out,
+    # upward steps taken out as online (unless they were the leak: a staircase).
+    series_start = detector.restarts[-1] if detector.restarts else t0
+    keep = t >= series_start + cfg.warmup_s
     series_t, series_v = t[keep], v[keep]
-    # Rises are level shifts (a pool that grew once), unless they were the leak: a staircase.
+    series_load = None if load is None else load[keep]
     staircase = any(a.kind == "staircase" for a in detector.alarms)
-    rises = [] if staircase else [s.t for s in steps if s.size_bytes > 0]
+    rises = [] if staircase else [s.t for s in steps if s.size_bytes > 0 and s.t > series_start]
     fit = None
     if len(series_t) >= cfg.min_points:
-        fit = fit_ramp(series_t, series_v, None, rises) or fit_ramp(series_t, series_v)
-    if fit is None or duration - cfg.warmup_s < cfg.min_duration_s:
-        verdict: Verdict = "leak" if first is not None else "insufficient-data"
+        fit = _whole_series_fit(detector, series_t, series_v, series_load, rises, cfg)
+    judged = float(t[-1] - series_start) - cfg.warmup_s
+    if fit is None or judged < cfg.min_duration_s:
+        needs = max(0.0, cfg.min_duration_s - judged)
+        if first is not None:
+            return Trend("leak", None, None, first_t, peak, None, len(t), duration,
+                         reason=_alarm_reason(first, t0), **common)  # type: ignore[arg-type]
         return Trend(
-            verdict, None, None, None if first is None else first.t - t0, peak, None,
-            len(t), duration, steps, len(detector.alarms),
-            first.reason if first else "too short to judge",
+            "insufficient-data", None, None, None, peak, None, len(t), duration,
+            reason=f"too short to judge: {format_duration(needs)} more of samples needed "
+            f"(after a warm-up of {format_duration(cfg.warmup_s)}), or a shorter --window",
+            needs_more_s=needs, **common,  # type: ignore[arg-type]
         )  # fmt: skip
-    slope_h = fit.slope_per_s * HOUR
-    ci = fit.ci_per_hour()
-    grows = fit.z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour
-    verdict = "leak" if first is not None or grows else "stable"
+    slope_h, z = fit
+    se_h = slope_h / z if z > 0 else math.inf
+    ci = (slope_h - 1.96 * se_h, slope_h + 1.96 * se_h) if math.isfinite(se_h) else None
+    grows = z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour
+    verdict: Verdict = "leak" if first is not None or grows else "stable"
     if first is not None:
-        reason = first.reason
+        reason = _alarm_reason(first, t0)
     elif grows:
-        reason = f"growing {slope_h / MB:.1f} MB/h over the whole series (z = {fit.z:.1f})"
+        reason = (f"the whole series grows {slope_h / MB:.1f} MB/h beyond doubt (z = {z:.1f}), "
+                  "though no window alarmed on its own")  # fmt: skip
     else:
-        reason = f"no sustained growth ({slope_h / MB:+.2f} MB/h, z = {fit.z:.1f})"
+        reason = f"no sustained growth ({slope_h / MB:+.2f} MB/h over the series, z = {z:.1f})"
+    if load_state == "unknown":
+        reason += "; load unknown (memory that follows load would read as growth)"
+    elif load_state == "constant":
+        reason += "; the load column never changed, so load explains nothing"
     exhaustion = None
-    if budget_bytes is not None and slope_h > 0 and verdict == "leak":
-        exhaustion = max(0.0, (budget_bytes - float(v[-1])) / slope_h * HOUR)
-    return Trend(
-        verdict, slope_h, ci, None if first is None else first.t - t0, peak, exhaustion,
-        len(t), duration, steps, len(detector.alarms), reason,
-    )  # fmt: skip
+    if budget_bytes is not None and verdict == "leak":
+        rate = slope_h if slope_h > 0 else (first.slope_bytes_per_hour if first else 0.0)
+        if rate > 0:
+            exhaustion = max(0.0, (budget_bytes - float(v[-1])) / rate * HOUR)
+    return Trend(verdict, slope_h, ci, first_t, peak, exhaustion, len(t), duration,
+                 reason=reason, **common)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _alarm_reason(alarm: Alarm, t0: float) -> str:
+    return f"alarm at {format_duration(alarm.t - t0)}: {alarm.reason}"
+
+
+def _whole_series_fit(
+    detector: LeakDetector,
+    t: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    load: npt.NDArray[np.float64] | None,
+    rises: Sequence[float],
+    cfg: DetectorConfig,
+) -> tuple[float, float] | None:
+    """(growth in bytes an hour, z) of a line through the whole series, on buckets, with
+    level shifts at rises and load as a regressor where it moves; the error is the most
+    conservative of AR(1), batch means and the detector's last variogram."""
+    bucket = cfg.bucket_s
+    index = ((t - t[0]) // bucket).astype(np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
+    counts = np.diff(np.concatenate((starts, [len(t)])))
+    bt = np.add.reduceat(t, starts) / counts
+    bv = despike(np.add.reduceat(v, starts) / counts)
+    nuisance = [(bt >= s).astype(np.float64) for s in rises if bt[0] < s <= bt[-1]]
+    if load is not None:
+        known = np.isfinite(load)
+        sums = np.add.reduceat(np.where(known, load, 0.0), starts)
+        n_known = np.add.reduceat(known.astype(np.int64), starts)
+        bl = np.where(n_known > 0, sums / np.maximum(n_known, 1), np.nan)
+        if _usable_load(bl):
+            nuisance.append(bl)
+    if len(bt) < cfg.min_points:
+        return None
+    fits = _Fits(bv, (bt - bt[0])[None, :], nuisance)
+    if not fits.ok[0]:
+        return None
+    fit = fits.candidate(0, False)
+    bidx = index[starts]
+    variance = long_run_variance(bidx, fit.residuals, fit.dof) * float(fit.weights @ fit.weights)
+    if detector.variograms:
+        variance = max(variance, detector.variograms[-1].variance(bidx, fit.weights))
+    se = math.sqrt(max(variance, 1e-30))
+    return fit.slope * HOUR, fit.slope / se
