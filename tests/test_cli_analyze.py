@@ -77,7 +77,7 @@ def test_plot_and_html_report_are_written_and_not_overwritten(tmp_path: Path) ->
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = page.read_text()
-    assert "data:image/png;base64," in html and "slope_bytes_per_hour" in html
+    assert "data:image/png;base64," in html and "growth, whole series" in html
     png.write_bytes(b"mine")
     assert main(["analyze", str(tmp_path / "leak.jsonl"), "--plot", str(png)]) == 2
     assert png.read_bytes() == b"mine"

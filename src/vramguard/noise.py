@@ -17,6 +17,8 @@ most ordinary shape a real RSS or GPU series has. Here:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -45,6 +47,13 @@ def batch_means_long_run_variance(index: npt.NDArray[np.int64], residuals: Array
     span = int(index[-1] - index[0]) + 1
     best = 0.0
     m = 2
+    if span == n:  # no gaps: blocks are slices, their sums differences of one cumsum
+        cum = np.concatenate(([0.0], np.cumsum(residuals)))
+        while n // m >= 8:
+            means = (cum[m : n + 1 : m] - cum[0 : n + 1 - m : m]) / m
+            best = max(best, float(np.var(means, ddof=1)) * m)
+            m *= 2
+        return best
     while span // m >= 8:
         block = (index - index[0]) // m
         starts = np.concatenate(([0], np.flatnonzero(np.diff(block)) + 1))
@@ -88,7 +97,7 @@ def spike_width(values: Array) -> float:
     """The noise width `despike` measures spikes against: MAD of first differences."""
     if len(values) < 3:
         return 0.0
-    return 1.4826 * float(np.median(np.abs(np.diff(values)))) / np.sqrt(2.0)
+    return 1.4826 * float(np.median(np.abs(np.diff(values)))) / math.sqrt(2.0)
 
 
 def despiked_value(
@@ -239,7 +248,9 @@ def _fit_exponential(lags: npt.NDArray[np.int64], gamma: Array) -> tuple[float, 
             options = [(max(float(gamma.mean()), 0.0), 0.0)]
             if float(shape @ shape) > 0:
                 options.append((0.0, max(float(shape @ gamma) / float(shape @ shape), 0.0)))
-            nugget, sill = min(options, key=lambda c: float(np.sum((c[0] + c[1] * shape - gamma) ** 2)))
+            nugget, sill = min(
+                options, key=lambda c: float(np.sum((c[0] + c[1] * shape - gamma) ** 2))
+            )
         error = float(np.sum((nugget + sill * shape - gamma) ** 2))
         if best is None or error < best[0]:
             best = (error, nugget, sill, tau)

@@ -125,7 +125,8 @@ img {{ max-width: 100%; }}
 
 def trend_document(trend: Trend, metric: str | None, t0: float = 0.0) -> dict[str, Any]:
     """A verdict as a JSON-ready dictionary (bytes, seconds): what analyze, run, watch and
-    the log's result line share."""
+    the log's result line share. `slope_bytes_per_hour` is the whole series' growth;
+    `alarm_slope_bytes_per_hour` the first alarm's recent ramp, when one alarmed."""
     ci = trend.slope_ci_bytes_per_hour
     return {
         "verdict": trend.verdict,
@@ -134,13 +135,59 @@ def trend_document(trend: Trend, metric: str | None, t0: float = 0.0) -> dict[st
         "duration_s": trend.duration_s,
         "slope_bytes_per_hour": trend.slope_bytes_per_hour,
         "slope_ci_bytes_per_hour": list(ci) if ci else None,
+        "alarm_slope_bytes_per_hour": trend.alarm_slope_bytes_per_hour,
         "first_alert_t": trend.first_alert_t,
         "peak_bytes": trend.peak_bytes,
         "time_to_exhaustion_s": trend.time_to_exhaustion_s,
         "alarms": trend.alarms,
         "steps": [{"t": s.t - t0, "size_bytes": s.size_bytes} for s in trend.steps],
+        "restarts": list(trend.restarts),
+        "load": trend.load,
+        "needs_more_s": trend.needs_more_s,
         "reason": trend.reason,
     }
+
+
+#: how the screen and the HTML report name a result's keys
+LABELS = {
+    "slope_bytes_per_hour": "growth, whole series",
+    "slope_ci_bytes_per_hour": "growth, 95% interval",
+    "alarm_slope_bytes_per_hour": "growth, first alarm's ramp",
+    "first_alert_t": "first alarm at",
+    "time_to_exhaustion_s": "time to exhaustion",
+    "alarms": "alarm episodes",
+    "needs_more_s": "more samples needed",
+    "peak_bytes": "peak",
+    "duration_s": "duration",
+    "budget_bytes": "memory budget",
+    "likely_source": "likely source",
+    "load": "load signal",
+    "load_field": "load field",
+    "window_s": "judged on a window of",
+    "warmup_s": "warm-up left out",
+}
+
+#: what each likely source means, in words
+SOURCES = {
+    "reference frames": "reference frames: the encoders' reference sets grew with it",
+    "staging": "staging: frames waiting in the staging pool grew with it",
+    "retained heap": "retained heap: freed memory the C heap kept (malloc_trim returns it)",
+    "sessions": "sessions: more encoder sessions were open as it grew",
+    "unaccounted": "unaccounted: growth outside vramguard's own pools (sessions, staging, "
+    "references) — the process itself or a library it uses",
+}
+
+
+def explained(document: Mapping[str, Any], key: str) -> str | None:
+    """A missing or coded value in words, where a bare 'n/a' would leave a reader guessing."""
+    value = document.get(key)
+    if key == "time_to_exhaustion_s" and value is None and document.get("verdict") == "leak":
+        return "n/a: no memory total known here (give --budget SIZE)"
+    if key == "likely_source" and isinstance(value, str):
+        return SOURCES.get(value, value)
+    if key == "first_alert_t" and value is None and document.get("verdict") == "leak":
+        return "none: the whole series' growth is the evidence"
+    return None
 
 
 def write_new(path: str | os.PathLike[str], data: bytes | str, force: bool = False) -> None:
@@ -155,14 +202,19 @@ def write_new(path: str | os.PathLike[str], data: bytes | str, force: bool = Fal
 
 
 def summary_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A result dictionary (bytes, seconds) as rows for the screen or a page."""
+    """A result dictionary (bytes, seconds) as (label, value) rows for the screen or a page."""
     from vramguard.units import format_bytes, format_duration
 
     rows: list[tuple[str, str]] = []
     for key, value in document.items():
         if isinstance(value, dict | list) and key != "slope_ci_bytes_per_hour":
             continue
-        if value is None:
+        if value is None and key in ("needs_more_s", "load_field", "alarm_slope_bytes_per_hour"):
+            continue  # said only when it applies
+        words = explained(document, key)
+        if words is not None:
+            shown = words
+        elif value is None:
             shown = "n/a"
         elif key == "slope_ci_bytes_per_hour":
             low, high = value
@@ -177,5 +229,5 @@ def summary_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
             shown = f"{value:.4g}"
         else:
             shown = str(value)
-        rows.append((key, shown))
+        rows.append((LABELS.get(key, key), shown))
     return rows

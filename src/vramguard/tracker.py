@@ -45,6 +45,7 @@ class Sample:
     frames_encoded: int | None = None
     frames_dropped_memory: int | None = None
     frames_late: int | None = None
+    load: float | None = None  # the load signal `run`/`watch` read (sessions, clients)
 
     @classmethod
     def from_reading(
@@ -64,7 +65,7 @@ class Sample:
                 continue
             if not math.isfinite(value):
                 continue
-            values[name] = value if name in ("t", "wall_s") else int(value)
+            values[name] = value if name in _FLOAT_FIELDS else int(value)
         if "t" not in values:
             raise ValueError("a sample needs a numeric 't'")
         return cls(**values)
@@ -79,6 +80,7 @@ class Sample:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Sample))
+_FLOAT_FIELDS = ("t", "wall_s", "load")
 SAMPLE_FIELDS = _FIELD_NAMES
 
 
@@ -210,6 +212,7 @@ class MemoryTracker:
         metric: str | None = None,
         budget_bytes: int | None = None,
         detector_config: DetectorConfig | None = None,
+        load_field: str | None = None,
     ) -> None:
         if max_samples < 2:
             raise ValueError(f"max_samples must be at least 2, not {max_samples}")
@@ -219,6 +222,7 @@ class MemoryTracker:
         self.detector = LeakDetector(detector_config or DetectorConfig())
         self.alerts: list[LeakAlert] = []
         self.peaks: dict[str, float] = {}
+        self.load_field = load_field  # the sample field the detector reads load from
 
     def add(self, sample: Sample) -> LeakAlert | None:
         self.samples.append(sample)
@@ -231,7 +235,8 @@ class MemoryTracker:
         value = sample.get(self.metric) if self.metric else None
         if value is None:
             return None
-        alarm = self.detector.update(sample.t, value)
+        load = sample.get(self.load_field) if self.load_field else None
+        alarm = self.detector.update(sample.t, value, load)
         if alarm is None:
             return None
         alert = self._alert(alarm)

@@ -33,14 +33,13 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from vramguard.noise import (
     Variogram,
-    ar1_long_run_variance,
     despike,
     despiked_value,
     long_run_variance,
@@ -61,7 +60,7 @@ class DetectorConfig:
 
     bucket_s: float = 60.0
     history_s: float = 8 * HOUR
-    ramp_ages_s: tuple[float, ...] = (0.75 * HOUR, 1 * HOUR, 1.5 * HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 6 * HOUR)
+    ramp_ages_s: tuple[float, ...] = tuple(a * HOUR for a in (0.75, 1, 1.5, 2, 3, 4, 6))
     min_fit_s: float = 2 * HOUR  # data needed after warm-up before growth is judged
     noise_history: int = 24  # long-run variances kept, one per noise_record_every_s
     noise_record_every_s: float = 1 * HOUR
@@ -101,6 +100,15 @@ class DetectorConfig:
             noise_record_every_s=self.noise_record_every_s * k,
             min_slope_bytes_per_hour=self.min_slope_bytes_per_hour / k,
         )
+
+    def for_duration(self, duration_s: float) -> DetectorConfig:
+        """The detector on a run's own time scale: a window of a third of the run (at most
+        the default 8 h) and a warm-up of a quarter of a short run (at most 30 min), so a
+        ten-minute job is judged on minutes and a two-day log as the default judges it."""
+        window = min(self.history_s, max(duration_s, 1.0) / 3)
+        scaled = self.scaled(window) if window < self.history_s else self
+        warmup = max(scaled.warmup_s, min(0.25 * duration_s, self.warmup_s))
+        return replace(scaled, warmup_s=warmup)
 
     def __post_init__(self) -> None:
         if self.bucket_s <= 0 or self.history_s <= 0 or min(self.ramp_ages_s, default=1) <= 0:
@@ -358,10 +366,13 @@ class _Fits:
         nuisance: Sequence[npt.NDArray[np.float64]],
     ) -> None:
         n = len(y)
-        base = np.column_stack([np.ones(n), *nuisance])
-        q, r = np.linalg.qr(base)
-        keep = np.abs(np.diag(r)) > 1e-9 * max(1.0, float(np.abs(r).max()))
-        self.q = q[:, keep]
+        if nuisance:
+            base = np.column_stack([np.ones(n), *nuisance])
+            q, r = np.linalg.qr(base)
+            keep = np.abs(np.diag(r)) > 1e-9 * max(1.0, float(np.abs(r).max()))
+            self.q = q[:, keep]
+        else:  # the intercept alone: its orthonormal basis needs no factorisation
+            self.q = np.full((n, 1), 1.0 / math.sqrt(n))
         self.dof = n - self.q.shape[1] - 1
         self.y, self.columns = y, columns
         self.y_res = y - self.q @ (self.q.T @ y)
@@ -564,6 +575,9 @@ class LeakDetector:
         self._find_step()
         if t_now - self._series_t0 < cfg.warmup_s:
             return None
+        self._measure_noise(t_now)
+        if self.alarm is not None and self._streak >= cfg.confirm_buckets and n % 5:
+            return None  # an episode in force is re-judged every fifth bucket: it still holds
         candidate = self._staircase(t_now) or self._slope(t_now)
         if candidate is None:
             self._streak = 0
@@ -695,11 +709,11 @@ class LeakDetector:
         cfg = self.config
         if t_now - self._noise_recorded_t < cfg.noise_record_every_s:
             return
-        self._noise_recorded_t = t_now
         n = self._count
         settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
         if n - settled < cfg.min_points:
             return
+        self._noise_recorded_t = t_now
         self._spike_width = spike_width(self._raw[settled:n])
         y = self._clean[settled:n]
         load = self._load[settled:n]
@@ -715,7 +729,6 @@ class LeakDetector:
         t = self._t[lo:n]
         if n - lo < cfg.min_points or t_now - t[0] < cfg.min_fit_s:
             return None
-        self._measure_noise(t_now)
         y = self._clean[lo:n]
         index = self._index[lo:n]
         load = self._load[lo:n]
@@ -750,8 +763,10 @@ class LeakDetector:
             if growth_h < cfg.min_slope_bytes_per_hour:
                 continue
             fit = fits.candidate(i, per_load)
-            z = fit.slope / math.sqrt(self._variance(fit, index, test.origin))
-            if z < z_needed:
+            variance, covered = self._variance(fit, index, test.origin)
+            z = fit.slope / math.sqrt(variance)
+            # a variogram from less history than the fit spans has not seen its slow noise
+            if z < z_needed + (0.0 if covered else cfg.learning_z_margin):
                 continue
             if not per_load and step_fits_better(t, y - fit.nuisance_part, test.origin, fit.rss):
                 continue  # one level shift explains it: a step the step finder missed
@@ -776,16 +791,21 @@ class LeakDetector:
             return 0.0
         return cfg.learning_z_margin
 
-    def _variance(self, fit: _Fitted, index: npt.NDArray[np.int64], origin: float) -> float:
+    def _variance(
+        self, fit: _Fitted, index: npt.NDArray[np.int64], origin: float
+    ) -> tuple[float, bool]:
         """The slope's variance: the largest of AR(1), batch means at every scale, and the
         variogram of the series' history before the ramp began (each sound for some noise,
-        none for all)."""
+        none for all); and whether that variogram saw as much history as the fit spans."""
         weights_sq = float(fit.weights @ fit.weights)
         variance = long_run_variance(index, fit.residuals, fit.dof) * weights_sq
         before = [v for end, v in self._variograms if end <= origin + self.config.bucket_s]
-        if before:
-            variance = max(variance, before[-1].variance(index, fit.weights))
-        return max(variance, 1e-30)
+        chosen = before[-1] if before else self._variograms[-1][1] if self._variograms else None
+        if chosen is None:  # none from before the ramp yet: the latest, leak and all
+            return max(variance, 1e-30), False
+        variance = max(variance, chosen.variance(index, fit.weights))
+        covered = chosen.history_buckets >= int(index[-1] - index[0]) + 1
+        return max(variance, 1e-30), covered
 
     # -- reading --------------------------------------------------------------------------
 
@@ -850,8 +870,9 @@ def detect_leak(
     if ld is not None:
         ld = ld[finite]
     if len(t) == 0:
+        needs = cfg.warmup_s + cfg.min_duration_s
         return Trend("insufficient-data", None, None, None, None, None, 0, 0.0,
-                     reason="no samples", needs_more_s=cfg.warmup_s + cfg.min_duration_s)  # fmt: skip
+                     reason="no samples", needs_more_s=needs)  # fmt: skip
     detector = LeakDetector(cfg)
     detector.update_many(t, v, ld)
     detector.flush()
@@ -879,7 +900,7 @@ def _verdict(
     steps = tuple(detector.steps)
     peak = float(v.max())
     load_state = _load_state(load)
-    common = {
+    common: dict[str, Any] = {
         "steps": steps,
         "alarms": len(detector.alarms),
         "alarm_slope_bytes_per_hour": first.slope_bytes_per_hour if first else None,
@@ -902,13 +923,23 @@ def _verdict(
     if fit is None or judged < cfg.min_duration_s:
         needs = max(0.0, cfg.min_duration_s - judged)
         if first is not None:
-            return Trend("leak", None, None, first_t, peak, None, len(t), duration,
-                         reason=_alarm_reason(first, t0), **common)  # type: ignore[arg-type]
+            return Trend(
+                "leak",
+                None,
+                None,
+                first_t,
+                peak,
+                None,
+                len(t),
+                duration,
+                reason=_alarm_reason(first, t0),
+                **common,
+            )  # type: ignore[arg-type]
         return Trend(
             "insufficient-data", None, None, None, peak, None, len(t), duration,
             reason=f"too short to judge: {format_duration(needs)} more of samples needed "
             f"(after a warm-up of {format_duration(cfg.warmup_s)}), or a shorter --window",
-            needs_more_s=needs, **common,  # type: ignore[arg-type]
+            needs_more_s=needs, **common,
         )  # fmt: skip
     slope_h, z = fit
     se_h = slope_h / z if z > 0 else math.inf
@@ -932,7 +963,7 @@ def _verdict(
         if rate > 0:
             exhaustion = max(0.0, (budget_bytes - float(v[-1])) / rate * HOUR)
     return Trend(verdict, slope_h, ci, first_t, peak, exhaustion, len(t), duration,
-                 reason=reason, **common)  # type: ignore[arg-type]  # fmt: skip
+                 reason=reason, **common)  # fmt: skip
 
 
 def _alarm_reason(alarm: Alarm, t0: float) -> str:

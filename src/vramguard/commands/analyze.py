@@ -7,12 +7,18 @@ import json
 import sys
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from vramguard.commands.analyze_prometheus import add_prometheus_arguments, run_prometheus
 from vramguard.commands.common import (
+    EXIT_CODES,
     add_detector_arguments,
+    add_load_arguments,
     check_writable,
     detector_config,
     print_result,
+    time_scale,
 )
 from vramguard.errors import UsageError
 from vramguard.report import html_page, plot_png, summary_rows, trend_document, write_new
@@ -27,7 +33,9 @@ def add_parser(subparsers: Any) -> None:
         help="judge a log (vramguard JSONL or nvidia-smi CSV)",
         description="Replay the leak detector over a log, sample by sample, and give the "
         "verdict. Reads vramguard sample logs and nvidia-smi --query-gpu / "
-        "--query-compute-apps CSV logs. Exit 0 stable or too short, 1 leak, 2 bad input.",
+        "--query-compute-apps CSV logs, or a Prometheus range query. Without --window a "
+        "log is judged on its own time scale (a window of a third of it, at most 8 h).",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("file", nargs="?", help="the log (or --prometheus URL --query PROMQL)")
     parser.add_argument("--metric", default=None, help="series to judge (default: the best)")
@@ -36,6 +44,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
     parser.add_argument("--force", action="store_true", help="overwrite --plot/--html files")
     add_detector_arguments(parser)
+    add_load_arguments(parser)
     add_prometheus_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -49,19 +58,42 @@ def analyze(
     if budget is None:
         known = log.budget_bytes(name)
         budget = None if known is None else int(known)
+    load_field, load = load_series(log, getattr(args, "load", None), t)
+    config = detector_config(args, float(t[-1] - t[0]) if len(t) else 0.0)
     try:
-        trend = detect_leak(t, values, detector_config(args), budget)
+        trend = detect_leak(t, values, config, budget, load=load)
     except ValueError as exc:
         raise LogError(f"{log.path}: {exc}") from None
     result = trend_document(trend, name, float(t[0]))
     result.update(
-        budget_bytes=budget, log_kind=log.kind, metrics=sorted(log.series), warnings=log.warnings
-    )
+        budget_bytes=budget, log_kind=log.kind, metrics=sorted(log.series), warnings=log.warnings,
+        load_field=load_field, time_scale=time_scale(args, config),
+    )  # fmt: skip
     if trend.verdict == "leak" and log.kind == "vramguard":
         alerted = float(t[0]) + (trend.first_alert_t or trend.duration_s)
         since = alerted - 3600.0
         result["likely_source"] = attribute(log.samples_between(since, alerted), name, since)
     return result, trend
+
+
+def load_series(
+    log: SampleLog, field: str | None, times: npt.NDArray[np.float64]
+) -> tuple[str | None, npt.NDArray[np.float64] | None]:
+    """The load column at the metric's sample times (its last value at or before each),
+    named by --load, else `sessions_active` where the log has it. LogError for a field the
+    log lacks or a negative load."""
+    name = field or ("sessions_active" if "sessions_active" in log.series else None)
+    if name is None:
+        return None, None
+    if name not in log.series:
+        known = ", ".join(sorted(log.series)) or "none"
+        raise LogError(f"{log.path} has no load field {name!r} for --load (it has: {known})")
+    load_t, load_v = log.series[name]
+    if len(load_v) and float(np.min(load_v)) < 0:
+        raise LogError(f"{log.path}: load field {name!r} goes negative; a load is a count")
+    at = np.searchsorted(load_t, times, side="right") - 1
+    aligned = np.where(at >= 0, load_v[np.clip(at, 0, None)], np.nan)
+    return name, aligned
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from vramguard.report import summary_rows
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S
 from vramguard.trend import DetectorConfig
-from vramguard.units import parse_duration, parse_size
+from vramguard.units import format_duration, parse_duration, parse_size
 
 T = TypeVar("T")
 
@@ -61,9 +61,50 @@ def add_detector_arguments(parser: Any) -> None:
     )
 
 
-def detector_config(args: argparse.Namespace) -> DetectorConfig:
+def detector_config(args: argparse.Namespace, duration_s: float | None = None) -> DetectorConfig:
+    """--window when given; else the run's own time scale once its length is known (a
+    third of it, at most 8 h); else the default 8 h view (live alerts of a run under way)."""
     base = DetectorConfig()
-    return base if args.window is None else base.scaled(args.window)
+    if args.window is not None:
+        return base.scaled(args.window)
+    if duration_s is not None:
+        return base.for_duration(duration_s)
+    return base
+
+
+def time_scale(args: argparse.Namespace, config: DetectorConfig) -> dict[str, Any]:
+    """Which scale a verdict was judged on, for the result and the screen."""
+    chosen = "--window" if args.window is not None else "the run's own length"
+    return {"window_s": config.history_s, "warmup_s": config.warmup_s, "window_from": chosen}
+
+
+def add_load_arguments(parser: Any, live: bool = False) -> None:
+    """--load FIELD (and for a live process, a file or command that says the load)."""
+    parser.add_argument(
+        "--load", default=None, metavar="FIELD",
+        help="a load signal (sessions, clients) the memory follows: memory that load "
+        "explains is not a leak, and memory per unit of load growing is"
+        + ("" if live else " (default: sessions_active when the log has it)"),
+    )  # fmt: skip
+    if live:
+        parser.add_argument(
+            "--load-file",
+            default=None,
+            metavar="PATH",
+            help="read the load (a number) from this file at each sample",
+        )
+        parser.add_argument(
+            "--load-command",
+            default=None,
+            metavar="CMD",
+            help="run CMD (no shell) at each sample: its output is the load",
+        )
+
+
+EXIT_CODES = (
+    "exit codes: 0 stable (or too short to judge), 1 leak (or a criterion missed), "
+    "2 bad input or usage"
+)
 
 
 def add_log_arguments(parser: Any) -> None:
@@ -87,11 +128,18 @@ def print_result(result: dict[str, Any]) -> None:
     """A verdict for the screen: one coloured line, then a table in MB and hours."""
     console = Console()
     colour = {"leak": "red", "stable": "green"}.get(result["verdict"], "yellow")
-    console.print(f"[bold {colour}]{result['verdict']}[/]: {result['reason']}")
+    console.print(f"[bold {colour}]{result['verdict']}[/]: {escape(str(result['reason']))}")
+    scale = result.get("time_scale")
+    if isinstance(scale, dict):
+        console.print(
+            f"judged on a {format_duration(scale['window_s'])} window after a "
+            f"{format_duration(scale['warmup_s'])} warm-up ({scale['window_from']}; "
+            "--window changes it)"
+        )
     table = Table(show_header=False)
-    for key, shown in summary_rows(result):
-        if key not in ("verdict", "reason"):
-            table.add_row(key, shown)
+    for label, shown in summary_rows(result):
+        if label not in ("verdict", "reason"):
+            table.add_row(label, escape(shown))
     console.print(table)
 
 

@@ -22,9 +22,11 @@ from typing import Any
 
 from rich.console import Console
 
-from vramguard import probes
+from vramguard import loadsignal, probes
 from vramguard.commands.common import (
+    EXIT_CODES,
     add_detector_arguments,
+    add_load_arguments,
     add_log_arguments,
     add_metrics_arguments,
     add_probe_arguments,
@@ -35,12 +37,13 @@ from vramguard.commands.common import (
     open_log,
     print_result,
     start_exporter,
+    time_scale,
 )
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
-from vramguard.monitor import Monitor, export_to, result_document
+from vramguard.monitor import Monitor, StatusLine, export_to, result_document
 from vramguard.samplelog import SampleLogWriter
-from vramguard.tracker import LeakAlert, MemoryTracker
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,13 +52,16 @@ def add_parser(subparsers: Any) -> None:
         help="run a command and judge its memory over its life",
         description="Start CMD (no shell), sample its memory every --interval until it "
         "exits, show leak alerts as they come, and give the verdict. Per-process GPU "
-        "memory where a probe has it, else host RSS.",
+        "memory where a probe has it, else host RSS. Without --window the verdict judges "
+        "the run on its own time scale (a window of a third of it, at most 8 h).",
+        epilog=EXIT_CODES + "; the command's own non-zero code wins",
     )
     parser.add_argument("--interval", type=duration, default=60.0, help="sampling interval")
     parser.add_argument("--metric", default=None, help="metric to judge (default: best)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_log_arguments(parser)
     add_detector_arguments(parser)
+    add_load_arguments(parser, live=True)
     add_metrics_arguments(parser)
     add_probe_arguments(parser)
     parser.add_argument(
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError("run needs a command: vramguard run [options] -- CMD ARGS")
+    load = loadsignal.from_arguments(args.load, args.load_file, args.load_command)
     log = open_log(args, source={"command": argv}, config={"interval_s": args.interval})
     console = Console(stderr=True)
     exporter = None
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot execute {argv[0]}: permission denied") from None
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from None
-        return _supervise(child, argv, args, log, console, exporter)
+        return _supervise(child, argv, args, log, console, exporter, load)
     finally:
         if exporter is not None:
             exporter.close()
@@ -112,6 +119,7 @@ def _supervise(
     log: SampleLogWriter | None,
     console: Console,
     exporter: MetricsExporter | None,
+    load: loadsignal.LoadSource | None = None,
 ) -> int:
     stopping: list[tuple[float, str]] = []  # when the first signal came, and which
     killed: list[bool] = []
@@ -130,9 +138,17 @@ def _supervise(
                       f"likely source: {alert.likely_source}")  # fmt: skip
 
     tracker = MemoryTracker(metric=args.metric, detector_config=detector_config(args))
+    status = StatusLine(console, argv[0])
+    feed = export_to(exporter)
+
+    def on_sample(monitor: Monitor, sample: Sample) -> None:
+        if feed is not None:
+            feed(monitor, sample)
+        status.show(monitor)
+
     monitor = Monitor(
-        child.pid, tracker, log, announce, export_to(exporter),
-        time_limit_s=args.probe_time_limit, on_fault=fault_printer(console),
+        child.pid, tracker, log, announce, on_sample,
+        time_limit_s=args.probe_time_limit, on_fault=fault_printer(console), load_source=load,
     )  # fmt: skip
     try:
         with on_stop_signals(forward):
@@ -156,9 +172,13 @@ def _supervise(
                     continue
             returncode = child.wait()
     finally:
+        status.close()
         monitor.close()
-    trend = monitor.verdict(detector_config(args), args.budget)
-    result = result_document(monitor, trend, command=argv, returncode=returncode)
+    config = detector_config(args, monitor.duration_s)
+    trend = monitor.verdict(config, args.budget)
+    result = result_document(monitor, trend, command=argv, returncode=returncode,
+                             time_scale=time_scale(args, config),
+                             load_field=load.description if load else None)  # fmt: skip
     if log is not None:
         log.result(result)
     if args.json:

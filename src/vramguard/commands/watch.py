@@ -17,9 +17,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from vramguard import probes
+from vramguard import loadsignal, probes
 from vramguard.commands.common import (
+    EXIT_CODES,
     add_detector_arguments,
+    add_load_arguments,
     add_log_arguments,
     add_metrics_arguments,
     add_probe_arguments,
@@ -30,6 +32,7 @@ from vramguard.commands.common import (
     pid_argument,
     print_result,
     start_exporter,
+    time_scale,
 )
 from vramguard.errors import UsageError
 from vramguard.monitor import Monitor, export_to, result_document
@@ -53,7 +56,9 @@ def add_parser(subparsers: Any) -> None:
         "watch",
         help="live view of a process's memory and trend",
         description="Sample a process every --interval and show its memory, the trend and "
-        "any leak alert, until Ctrl-C or until it exits.",
+        "any leak alert, until Ctrl-C or until it exits. Without --window the verdict "
+        "judges the run on its own time scale (a window of a third of it, at most 8 h).",
+        epilog=EXIT_CODES,
     )
     parser.add_argument(
         "--pid", type=pid_argument, default=None, help="process (default: this one)"
@@ -64,6 +69,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     add_log_arguments(parser)
     add_detector_arguments(parser)
+    add_load_arguments(parser, live=True)
     add_metrics_arguments(parser)
     add_probe_arguments(parser)
     parser.set_defaults(run=run)
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     pid = args.pid if args.pid is not None else os.getpid()
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be at least 1")
+    load = loadsignal.from_arguments(args.load, args.load_file, args.load_command)
     log = open_log(args, source={"pid": pid}, config={"interval_s": args.interval})
     alerts: list[LeakAlert] = []
     metric = args.metric or (None if args.pid is not None else "device_used_bytes")
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     exporter = start_exporter(args)
     monitor = Monitor(pid, tracker, log, alerts.append, export_to(exporter),
                       time_limit_s=args.probe_time_limit,
-                      on_fault=fault_printer(Console(stderr=True)))  # fmt: skip
+                      on_fault=fault_printer(Console(stderr=True)), load_source=load)  # fmt: skip
     try:
         try:
             monitor.sample()
@@ -123,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
         if monitor.last is not None and monitor.last.get(monitor.tracker.metric or "") is None:
             monitor.tracker.metric = "host_rss_bytes"  # no device figure here: own memory
         _loop(monitor, alerts, args, Console(stderr=args.json))
-        trend = monitor.verdict(detector_config(args), args.budget)
-        result = result_document(monitor, trend, pid=pid)
+        config = detector_config(args, monitor.duration_s)
+        trend = monitor.verdict(config, args.budget)
+        result = result_document(monitor, trend, pid=pid, time_scale=time_scale(args, config),
+                                 load_field=load.description if load else None)  # fmt: skip
         if log is not None:
             log.result(result)
     finally:
