@@ -161,11 +161,16 @@ def print_side_by_side(out: dict[str, Any]) -> None:
             budget = "n/a" if r["max_idle_bytes"] is None else f"{r['max_idle_bytes'] / MB:.0f} MB"
             worst = "n/a" if r["max_abs_rung_error"] is None else f"{r['max_abs_rung_error']:.1%}"
             verdict = r["verdict"] + (f" ({', '.join(r['missed'])})" if r["missed"] else "")
+            growth = (
+                "n/a"
+                if r["growth_bytes_per_hour"] is None
+                else f"{r['growth_bytes_per_hour'] / MB:+.1f} MB/h"
+            )
             print(f"| {row['codec']} {row['resolution']} | {name} | {r['encoder']} | "
                   f"{r['peak_bytes'] / MB:.0f} MB | {r['after_teardown_bytes'] / MB:.0f} MB | "
                   f"{r['sessions_opened']} of {r['requests']} | {r['keyframes']} "
                   f"({r['rate_change_keyframes']}) | {reuse} | {budget} | {worst} | "
-                  f"{r['growth_bytes_per_hour'] / MB:+.1f} MB/h | {verdict} |")  # fmt: skip
+                  f"{growth} | {verdict} |")  # fmt: skip
     print("\nRate per rung, measured against asked (all turns of a rung together):\n")
     rungs = [int(k) for k in LADDER.split(",")]
     print("| codec | run | " + " | ".join(f"{k} kbps" for k in rungs) + " |")
