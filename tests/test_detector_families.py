@@ -108,7 +108,8 @@ def test_gaps_are_time_not_samples() -> None:
     rng = np.random.default_rng(6)
     t = np.arange(0.0, 30 * HOUR, 60.0)
     keep = ~((t > 8 * HOUR) & (t < 10 * HOUR)) & ~((t > 15 * HOUR) & (t < 15.5 * HOUR))
-    values = 500 * MB + rng.normal(0, 3 * MB, len(t)) + np.maximum(t - 12 * HOUR, 0) / HOUR * 10 * MB
+    leak = np.maximum(t - 12 * HOUR, 0) / HOUR * 10 * MB
+    values = 500 * MB + rng.normal(0, 3 * MB, len(t)) + leak
     trend = detect_leak(t[keep], values[keep])
     assert trend.verdict == "leak" and trend.first_alert_t is not None
     assert 12 * HOUR <= trend.first_alert_t <= 15 * HOUR

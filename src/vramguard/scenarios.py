@@ -67,7 +67,7 @@ def _times(d: _Draw, hours: float, interval_s: float, jitter: bool = False) -> A
     if not jitter:
         return np.arange(0.0, hours * HOUR, interval_s)
     steps = interval_s * d.rng.uniform(0.5, 1.5, int(hours * HOUR / interval_s) + 1)
-    t = np.cumsum(steps) - steps[0]
+    t = np.asarray(np.cumsum(steps) - steps[0], dtype=np.float64)
     return t[t < hours * HOUR]
 
 
@@ -99,7 +99,7 @@ def _ar_mix(d: _Draw, t: Array, interval_s: float, phi_high: float = 0.99) -> Ar
 def _warmup(d: _Draw, t: Array) -> Array:
     rise = d.uniform("warmup_mb", 0.0, 150.0) * MB
     tau = d.uniform("warmup_tau_min", 2.0, 10.0) * 60.0
-    return rise * (1.0 - np.exp(-(t - t[0]) / tau))
+    return np.asarray(rise * (1.0 - np.exp(-(t - t[0]) / tau)), dtype=np.float64)
 
 
 def _sawtooth(d: _Draw, t: Array) -> Array:
@@ -226,7 +226,7 @@ def _build_restart(d: _Draw, hours: float, interval: float) -> Any:
     """A healthy process restarted once or twice: memory falls back to its start level and
     warms up again (the warm-up is this builder's own)."""
     t = _times(d, hours, interval)
-    starts = [float(t[0])] + sorted(d.rng.uniform(3 * HOUR, t[-1] - 3 * HOUR, d.rng.integers(1, 3)))
+    starts = [float(t[0]), *sorted(d.rng.uniform(3 * HOUR, t[-1] - 3 * HOUR, d.rng.integers(1, 3)))]
     d.params["restarts_h"] = [round(float(s) / HOUR, 2) for s in starts[1:]]
     rise = d.uniform("warmup_mb", 20.0, 150.0) * MB
     tau = d.uniform("warmup_tau_min", 2.0, 10.0) * 60.0

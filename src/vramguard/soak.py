@@ -129,15 +129,17 @@ class SoakConfig:
     def detector(self) -> DetectorConfig:
         """The detector on the soak's time scale. Its warm-up covers the encoder's start and
         one pass through the ladder (every rung's session opened once: the pool warming)."""
-        window = self.detector_window_s or min(8 * HOUR, self.duration_s / 3)
         config = DetectorConfig()
-        scaled = config.scaled(window) if window != config.history_s else config
+        if self.detector_window_s:
+            window = self.detector_window_s
+            scaled = config.scaled(window) if window != config.history_s else config
+            scaled = replace(scaled, warmup_s=max(
+                scaled.warmup_s, min(0.25 * self.duration_s, config.warmup_s)
+            ))  # fmt: skip
+        else:
+            scaled = config.for_duration(self.duration_s)
         ladder_pass = len(self.ladder_kbps) * (self.adapt_every_s or 0.0)
-        warmup = max(
-            scaled.warmup_s,
-            min(0.25 * self.duration_s, config.warmup_s),
-            min(ladder_pass, self.duration_s / 2),
-        )
+        warmup = max(scaled.warmup_s, min(ladder_pass, self.duration_s / 2))
         return replace(scaled, warmup_s=warmup)
 
 

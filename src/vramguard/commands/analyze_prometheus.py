@@ -114,10 +114,11 @@ def judge_all(history: History, args: argparse.Namespace) -> list[tuple[dict[str
     series are judged in `--jobs` processes when asked (the detector replays every bucket:
     seconds for a week at one minute on one core)."""
     series = history.series
-    config = detector_config(args)
     starts = [float(s.times_s[0]) for s in series]
     times = [s.times_s - t0 for s, t0 in zip(series, starts, strict=True)]
-    work = (times, [s.values_bytes for s in series], [config] * len(series),
+    # each series on its own time scale (a third of its span, at most 8 h) unless --window
+    configs = [detector_config(args, float(t[-1]) if len(t) else 0.0) for t in times]
+    work = (times, [s.values_bytes for s in series], configs,
             [args.budget] * len(series))  # fmt: skip
     jobs = min(args.jobs or 1, len(series))
     if jobs > 1 and not _realtime():
