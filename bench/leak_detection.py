@@ -17,6 +17,7 @@ first alarm at or after it), the share missed and the share alarmed before the l
 Then the time to analyse a 48 h log at one sample a second. Writes every figure as JSON.
 Not a test: it asserts nothing.
 
+    pip install '.[bench]'    # pymannkendall, the published reference
     python bench/leak_detection.py --runs 30 --seed 0 --json bench/leak_detection.json
 
 `--seed` picks the first seed (runs use seed, seed+1, ...): 0 is the recorded one; any
