@@ -35,8 +35,9 @@ def add_parser(subparsers: Any) -> None:
         help="open, use and close sessions N times: memory must come back",
         description="Each cycle: open a session, encode, drain and close it; reconnect a client "
         "through the pool; change bitrate through the pool. Sample after each cycle and judge "
-        "the growth per cycle of RSS, heap, descriptors, threads and GPU memory. Exit 0 "
-        "stable, 1 leak, 2 bad input.",
+        "the growth per cycle of RSS, heap, descriptors, threads and GPU memory.",
+        epilog="exit codes: 0 stable, 1 leak (or an encoder failed), 2 bad input or usage; "
+        "128 + the signal when one stopped it",
     )
     parser.add_argument("--codec", default="h264", choices=CODECS)
     parser.add_argument("--encoder", default="auto")

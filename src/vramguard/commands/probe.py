@@ -22,6 +22,8 @@ def add_parser(subparsers: Any) -> None:
         help="list the memory probes and read a process",
         description="List every memory probe, whether it works here (and why not), "
         "and one reading of a process.",
+        epilog="exit codes: 0 read (a probe that is not available here is a reason, not "
+        "an error), 2 bad input or no such process",
     )
     parser.add_argument(
         "--pid", type=pid_argument, default=None, help="process to read (default: this)"

@@ -76,6 +76,8 @@ def add_parser(subparsers: Any) -> None:
         description="Encode a synthetic stream through the managed pipeline (staging pool, "
         "session pool, reference policy) for --duration of stream time, sample memory, and "
         "judge the run against the success criteria.",
+        epilog="exit codes: 0 every criterion met, 1 a criterion missed (or the run failed), "
+        "2 bad input or usage; 128 + the signal when one stopped it",
     )
     parser.add_argument("--codec", default="h264", choices=CODECS)
     parser.add_argument("--encoder", default="auto", help="auto, or an FFmpeg encoder name")
