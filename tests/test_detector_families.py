@@ -149,3 +149,18 @@ def test_randomized_families_are_seeded_and_say_what_they_drew() -> None:
     assert not np.array_equal(one.values, scenarios.draw("white+ar", seed=10).values)
     with pytest.raises(ValueError, match="unknown family"):
         scenarios.draw("no-such", seed=0)
+
+
+def test_a_sawtooth_that_falls_to_its_start_level_is_not_a_chain_of_restarts() -> None:
+    # a GC that drops memory back to where the process began, every 30 minutes, for 8 h:
+    # a restart ends a series, and a series of one climb would read as a steep leak
+    rng = np.random.default_rng(0)
+    minute = np.arange(480)
+    mib = 2**20
+    values = (3000 + (minute % 30) * 1.3 + rng.normal(0, 2, 480)) * mib
+    t = minute * 60.0
+    from vramguard.trend import DetectorConfig
+
+    trend = detect_leak(t, values, DetectorConfig().for_duration(float(t[-1])))
+    assert trend.verdict == "stable", trend.reason
+    assert len(trend.restarts) <= 2

@@ -652,10 +652,14 @@ class LeakDetector:
         start_level = _median(self._raw[first : first + cfg.step_buckets])
         risen = step.level_before - start_level
         after = step.level_before + step.size_bytes
+        # a process that falls that far again and again is a sawtooth (a GC), not restarting
+        earlier = [s for s in self.steps[:-1] if s.size_bytes <= 0.5 * step.size_bytes]
+        if earlier or step.t - (self._series_t0 or 0.0) < 2 * cfg.warmup_s:
+            return
         if risen > max(cfg.min_step_bytes, 0.0) and after <= start_level + 0.5 * risen:
             self.restarts.append(step.t)
             self._series_t0 = step.t
-            self.steps = [s for s in self.steps if s.t < step.t]  # history of the old series
+            self.steps = [s for s in self.steps if s.t <= step.t]  # the old series' history
             self._streak = 0
             self.alarm = None
 
