@@ -939,11 +939,19 @@ def _verdict(
                 reason=_alarm_reason(first, t0),
                 **common,
             )  # type: ignore[arg-type]
+        if needs > 0:
+            why = (
+                f"too short to judge: {format_duration(needs)} more of samples needed "
+                f"(after a warm-up of {format_duration(cfg.warmup_s)}), or a shorter --window"
+            )
+        else:
+            why = (
+                f"too few samples to judge: {len(series_t)} after the warm-up, "
+                f"{cfg.min_points} needed (sample more often, or run longer)"
+            )
         return Trend(
             "insufficient-data", None, None, None, peak, None, len(t), duration,
-            reason=f"too short to judge: {format_duration(needs)} more of samples needed "
-            f"(after a warm-up of {format_duration(cfg.warmup_s)}), or a shorter --window",
-            needs_more_s=needs, **common,
+            reason=why, needs_more_s=needs if needs > 0 else None, **common,
         )  # fmt: skip
     slope_h, z = fit
     se_h = slope_h / z if z > 0 else math.inf
