@@ -538,6 +538,74 @@ def references_section(data: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+# -- adapting in place (bench/soak.py side by side, bench/adapt.py) ------------------------
+
+
+def _side_by_side_rows(data: dict[str, Any]) -> list[str]:
+    minutes = data["stream_s"] / 60
+    rows = []
+    for row in data.get("side_by_side", []):
+        for kind in ("managed", "baseline"):
+            r = row[kind]
+            growth = r.get("growth_bytes_per_hour")
+            shown = "not judged" if growth is None else f"{growth / MB:+.1f} MB/h"
+            errors = "/".join(f"{100 * e:+.1f}%" for e in r.get("rung_error", {}).values())
+            missed = ", ".join(r.get("missed") or []) or "-"
+            rows.append(
+                f"| {row['codec']} {row['resolution']}, {minutes:.0f} min | {kind} | "
+                f"{_mb(r['peak_bytes'])} | {_mb(r['after_teardown_bytes'])} | "
+                f"{r['sessions_opened']} of {r['requests']} | {r['reuse']:.1%} | "
+                f"{r['rate_change_keyframes']} | {errors} | {shown} | {r['verdict']} "
+                f"({missed}) |"
+            )
+    return rows
+
+
+def adapt_section(twenty: dict[str, Any], five: dict[str, Any], adapt: dict[str, Any]) -> str:
+    head = [
+        "| run | pipeline | peak RSS | after teardown | sessions opened | reuse | "
+        "keyframes from rate changes | rate error per rung (2000/3500/5000/8000) | growth | "
+        "verdict (missed) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = ", ".join(
+        f"{r['codec']} {r['resolution']} {r['peak_ratio']:.2f} ({d['stream_s'] / 60:.0f} min)"
+        for d in (twenty, five) for r in d.get("side_by_side", [])
+    )  # fmt: skip
+    in_place = five.get("h264_in_place", {})
+    psnr = ["| asked | in place | fresh session | PSNR in place - fresh |", "|---|---|---|---|"]
+    for rung in in_place.get("rungs", []):
+        psnr.append(
+            f"| {rung['asked_kbps']} kbps | {rung['in_place_kbps']:.0f} kbps | "
+            f"{rung['fresh_kbps']:.0f} kbps | {rung['psnr_delta_db']:+.2f} dB |"
+        )
+    changed = [
+        "| encoder | set_bitrate | kbps before | kbps after the change |",
+        "|---|---|---|---|",
+    ]
+    for row in adapt.get("in_place", []):
+        changed.append(
+            f"| {row['encoder']} | {row['set_bitrate']} | {row['kbps_before']:.0f} | "
+            f"{row['kbps_after']:.0f} |"
+        )
+    return "\n\n".join([
+        "## Adapting in place: one session per client (`bench/soak.py`, `bench/adapt.py`)",
+        _code(f"{twenty['command']}\n{five['command']}\npython bench/adapt.py --skip quality "
+              "--json bench/adapt.json"),
+        "Managed against baseline on testsrc2, ladder 2000/3500/5000/8000 kbps every 30 s, "
+        "reconnect every 2 min. Peak RSS managed / baseline: " + ratios + " (target: at or "
+        "under the baseline's, within 10%; AV1 1080p under 300 MB). Reuse counts in-place "
+        "rate changes as served warm; the first open of a client can never be reused.",
+        "\n".join(head + _side_by_side_rows(twenty) + _side_by_side_rows(five)),
+        "H.264 in place against a fresh session at the same rate "
+        f"({in_place.get('rung_s', 'n/a')} s rungs, "
+        f"{in_place.get('keyframes_after_rate_change', 'n/a')} keyframes after a rate change):",
+        "\n".join(psnr),
+        "Which encoders change rate in place (a new bit_rate after open, measured):",
+        "\n".join(changed),
+    ])  # fmt: skip
+
+
 # -- history (bench/history.py renders its own section) ------------------------------------
 
 
@@ -574,6 +642,7 @@ def render(previous: str) -> str:
         ),
         sessions_section(load("sessions.json")),
         references_section(load("references.json")),
+        adapt_section(load("soak_adapt_20m.json"), load("soak_adapt_5m.json"), load("adapt.json")),
         history_section(load("history.json")),
     ]
     wrapped = [
