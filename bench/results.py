@@ -507,7 +507,9 @@ def _side_by_side_rows(data: dict[str, Any]) -> list[str]:
     return rows
 
 
-def adapt_section(twenty: dict[str, Any], five: dict[str, Any], adapt: dict[str, Any]) -> str:
+def adapt_section(
+    twentys: list[dict[str, Any]], five: dict[str, Any], adapt: dict[str, Any]
+) -> str:
     head = [
         "| run | pipeline | peak RSS | after teardown | sessions opened | reuse | "
         "keyframes from rate changes | rate error per rung (2000/3500/5000/8000) | growth | "
@@ -516,8 +518,9 @@ def adapt_section(twenty: dict[str, Any], five: dict[str, Any], adapt: dict[str,
     ]
     ratios = ", ".join(
         f"{r['codec']} {r['resolution']} {r['peak_ratio']:.2f} ({d['stream_s'] / 60:.0f} min)"
-        for d in (twenty, five) for r in d.get("side_by_side", [])
+        for d in (*twentys, five) for r in d.get("side_by_side", [])
     )  # fmt: skip
+    twenty_rows = [row for d in twentys for row in _side_by_side_rows(d)]
     in_place = five.get("h264_in_place", {})
     psnr = ["| asked | in place | fresh session | PSNR in place - fresh |", "|---|---|---|---|"]
     for rung in in_place.get("rungs", []):
@@ -536,13 +539,13 @@ def adapt_section(twenty: dict[str, Any], five: dict[str, Any], adapt: dict[str,
         )
     return "\n\n".join([
         "## Adapting in place: one session per client (`bench/soak.py`, `bench/adapt.py`)",
-        _code(f"{twenty['command']}\n{five['command']}\npython bench/adapt.py --skip quality "
-              "--json bench/adapt.json"),
+        _code("\n".join(d["command"] for d in (*twentys, five))
+              + "\npython bench/adapt.py --skip quality --json bench/adapt.json"),
         "Managed against baseline on testsrc2, ladder 2000/3500/5000/8000 kbps every 30 s, "
         "reconnect every 2 min. Peak RSS managed / baseline: " + ratios + " (target: at or "
         "under the baseline's, within 10%; AV1 1080p under 300 MB). Reuse counts in-place "
         "rate changes as served warm; the first open of a client can never be reused.",
-        "\n".join(head + _side_by_side_rows(twenty) + _side_by_side_rows(five)),
+        "\n".join(head + twenty_rows + _side_by_side_rows(five)),
         "H.264 in place against a fresh session at the same rate "
         f"({in_place.get('rung_s', 'n/a')} s rungs, "
         f"{in_place.get('keyframes_after_rate_change', 'n/a')} keyframes after a rate change):",
@@ -581,7 +584,11 @@ def render(previous: str) -> str:
         soak_section(load("soak_speed.json"), load("svtav1_sessions.json")),
         sessions_section(load("sessions.json")),
         references_section(load("references.json")),
-        adapt_section(load("soak_adapt_20m.json"), load("soak_adapt_5m.json"), load("adapt.json")),
+        adapt_section(
+            [load(p.name) for p in sorted(BENCH.glob("soak_adapt_20m*.json"))],
+            load("soak_adapt_5m.json"),
+            load("adapt.json"),
+        ),
         history_section(load("history.json")),
     ]
     wrapped = [
