@@ -94,15 +94,8 @@ def plot_png(
         plt.close(fig)
 
 
-def html_page(
-    title: str, png: bytes, rows: Sequence[tuple[str, str]], notes: Sequence[str] = ()
-) -> str:
-    """One self-contained page: the plot inline and a table of the numbers."""
-    image = base64.b64encode(png).decode()
-    table = "\n".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
-    )
-    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+def page_head(title: str) -> str:
+    """The start of a self-contained report page, up to its heading (one style for all)."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -113,7 +106,19 @@ th {{ background: #f3f3f3; }}
 img {{ max-width: 100%; }}
 </style></head>
 <body>
-<h1>{html.escape(title)}</h1>
+<h1>{html.escape(title)}</h1>"""
+
+
+def html_page(
+    title: str, png: bytes, rows: Sequence[tuple[str, str]], notes: Sequence[str] = ()
+) -> str:
+    """One self-contained page: the plot inline and a table of the numbers."""
+    image = base64.b64encode(png).decode()
+    table = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""{page_head(title)}
 <img alt="memory over time" src="data:image/png;base64,{image}">
 <table>
 {table}

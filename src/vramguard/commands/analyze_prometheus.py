@@ -36,7 +36,7 @@ from vramguard.promhistory import (
     parse_time,
     read_range,
 )
-from vramguard.report import plot_png, trend_document, write_new
+from vramguard.report import page_head, plot_png, trend_document, write_new
 from vramguard.trend import DetectorConfig, Trend, detect_leak
 from vramguard.units import format_bytes, format_duration
 
@@ -254,17 +254,7 @@ def _page(
     notes = [f"{u['series']}: {u['reason']}" for u in result["unreadable"]] + result["warnings"]
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     title = f"vramguard analyze: {source['query']}"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-top: 1em; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
-th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }}
-</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
+    return f"""{page_head(title)}
 <p>{html.escape(result["verdict"])}: {len(result["leaking"])} of {len(result["series"])} series
 leak; {html.escape(source["prometheus"])}, {source["start"]} to {source["end"]},
 step {source["step_s"]:g} s</p>
