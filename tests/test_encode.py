@@ -266,3 +266,21 @@ def test_an_svtav1_session_leaves_no_thread_at_real_time_priority() -> None:
     assert os.sched_getscheduler(0) == policy and realtime_threads() == []
     session.close()
     assert realtime_threads() == []
+
+
+def test_a_session_whose_stream_ended_refuses_frames_instead_of_waiting() -> None:
+    # libsvtav1 blocks for ever in svt_av1_enc_get_packet when a frame follows the end of
+    # its stream; the session must refuse it first, for every encoder
+    config = EncoderConfig("h264", 320, 240, 30, 500, encoder="libx264", low_latency=False)
+    session = open_encoder(config)
+    try:
+        frame = av.VideoFrame.from_ndarray(np.zeros((240, 320, 3), np.uint8), format="rgb24")
+        session.encode(frame)
+        if session.pending_frames > 0:  # lookahead holds it: drain must end the stream
+            session.drain()
+            with pytest.raises(EncoderError, match="stream has ended"):
+                session.encode(frame)
+        else:
+            pytest.fail("libx264 with lookahead gave its packet at once: nothing to drain")
+    finally:
+        session.close()

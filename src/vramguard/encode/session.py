@@ -171,6 +171,7 @@ class EncoderSession:
         self._since_keyframe = config.gop_frames  # packets since the last keyframe
         self._failure: str | None = None
         self._reusable = True
+        self._stream_ended = False  # end of stream sent: FFmpeg's software encoders are done
         self._last_converted: Any = None
 
     # -- state ----------------------------------------------------------------------------
@@ -204,11 +205,19 @@ class EncoderSession:
             raise EncoderError(f"{self.encoder} session failed earlier: {self._failure}")
         return self._ctx
 
+    def _encoding_context(self) -> Any:
+        """The context a frame may go to: not once its stream has ended (libx264 would
+        raise, libsvtav1 blocks for ever waiting for a packet that never comes)."""
+        ctx = self._live_context()
+        if self._stream_ended:
+            raise EncoderError(f"{self.encoder} session's stream has ended (drained)")
+        return ctx
+
     # -- work -----------------------------------------------------------------------------
 
     def encode(self, frame: av.VideoFrame) -> list[Packet]:
         """Encode one frame; returns the packets that came out (one, in low-latency mode)."""
-        ctx = self._live_context()
+        ctx = self._encoding_context()
         if (frame.width, frame.height, frame.format.name) != (
             self.config.width, self.config.height, self._input_format,
         ):  # fmt: skip
@@ -304,6 +313,7 @@ class EncoderSession:
         return packets
 
     def _end_stream(self, ctx: Any) -> list[Packet]:
+        self._stream_ended = True
         try:
             packets: list[Packet] = ctx.encode(None)
         except Exception as exc:  # an encoder that already failed has nothing to give
