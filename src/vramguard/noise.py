@@ -202,9 +202,6 @@ class Variogram:
         beyond = nugget + sill * (1.0 - np.exp(-h / tau))
         return np.where(h > self.lags[-1], np.maximum(inside, beyond), inside)
 
-    def covers(self, span: int) -> bool:
-        return len(self.lags) > 0 and int(self.lags[-1]) >= span
-
     def variance(self, index: npt.NDArray[np.int64], weights: Array) -> float:
         """Var(weights . x) for x at bucket numbers `index`, weights summing to zero."""
         span = int(index[-1] - index[0]) + 1
@@ -215,20 +212,6 @@ class Variogram:
         autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum), size)[1:span]
         lags = np.arange(1, span, dtype=np.float64)
         return max(0.0, -2.0 * float(autocorrelation @ self.at(lags)))
-
-
-def _increasing(values: Array) -> Array:
-    """The closest non-decreasing sequence in least squares (pool adjacent violators): a
-    variogram rises with the lag, and its noisy long lags should not ratchet it upward."""
-    blocks: list[list[float]] = []  # [mean, count]
-    for v in values.tolist():
-        blocks.append([v, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            mean, count = blocks.pop()
-            prev = blocks[-1]
-            prev[0] = (prev[0] * prev[1] + mean * count) / (prev[1] + count)
-            prev[1] += count
-    return np.concatenate([np.full(int(c), m) for m, c in blocks])
 
 
 def _fit_exponential(lags: npt.NDArray[np.int64], gamma: Array) -> tuple[float, float, float]:

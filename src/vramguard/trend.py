@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from vramguard.noise import (
     Variogram,
+    ar1_long_run_variance,
     despike,
     despiked_value,
     long_run_variance,
@@ -62,7 +63,6 @@ class DetectorConfig:
     history_s: float = 8 * HOUR
     ramp_ages_s: tuple[float, ...] = tuple(a * HOUR for a in (0.75, 1, 1.5, 2, 3, 4, 6))
     min_fit_s: float = 2 * HOUR  # data needed after warm-up before growth is judged
-    noise_history: int = 24  # long-run variances kept, one per noise_record_every_s
     noise_record_every_s: float = 1 * HOUR
     learning_z_margin: float = 0.5  # added to z_alarm while the history is short
     learned_history_factor: float = 2.0  # history, after warm-up, per window length tested
@@ -190,17 +190,6 @@ class Trend:
     needs_more_s: float | None = None  # insufficient data: how much longer the run must be
 
 
-def _noise(residuals: npt.NDArray[np.float64], dof: int) -> tuple[float, float]:
-    """(variance, lag-1 autocorrelation) of residuals; rho bias-corrected and clipped."""
-    rss = float(residuals @ residuals)
-    if rss <= 0 or dof <= 0:
-        return 0.0, 0.0
-    n = len(residuals)
-    rho = float(residuals[1:] @ residuals[:-1]) / rss
-    rho = min(max(rho + (1 + 3 * rho) / n, 0.0), 0.98)  # small-sample bias, then clip
-    return rss / dof, rho
-
-
 def fit_ramp(
     t: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
@@ -240,18 +229,12 @@ def fit_ramp(
         slope = float(beta[1])
         residuals = y - design @ beta
         unit_variance = float(gram_inv[1, 1])
-    variance, rho = noise if noise is not None else _noise(residuals, n - 2 - len(inside))
+    if noise is None:
+        noise = ar1_long_run_variance(residuals, n - 2 - len(inside))[:2]
+    variance, rho = noise
     long_run = max(variance * (1 + rho) / (1 - rho), long_run_variance_floor, 0.0)
     stderr = math.sqrt(long_run * unit_variance)
     return Fit(slope, stderr, n, float(t[-1] - origin), rho, variance)
-
-
-def _with_floor(fit: Fit, long_run_variance_floor: float) -> Fit:
-    """The same fit with its long-run variance raised to the floor, if below it."""
-    if fit.long_run_variance >= long_run_variance_floor or fit.stderr_per_s <= 0:
-        return fit
-    scale = math.sqrt(long_run_variance_floor / fit.long_run_variance)
-    return replace(fit, stderr_per_s=fit.stderr_per_s * scale)
 
 
 def fit_ramps(
@@ -320,7 +303,6 @@ class _Test:
     """One growth to test: a ramp from `origin`, as memory or as memory per unit of load."""
 
     origin: float
-    ramp: npt.NDArray[np.float64]
     column: npt.NDArray[np.float64]
     kind: Literal["memory", "per-session"]
 
@@ -339,12 +321,6 @@ class _Fitted:
     z_model: float
     rho: float
     variance: float
-    column_mean: float
-    per_load: bool
-
-    def growth_per_s(self, load: npt.NDArray[np.float64]) -> float:
-        """Bytes a second: the slope, or for a per-session ramp the slope at mean load."""
-        return self.slope * (float(np.mean(load)) if self.per_load else 1.0)
 
     def as_fit(self, t: npt.NDArray[np.float64], origin: float) -> Fit:
         stderr = self.slope / self.z_model if self.z_model not in (0.0, math.inf) else 0.0
@@ -401,14 +377,14 @@ class _Fits:
             z = np.where(se > 0, b / np.where(se > 0, se, 1.0), np.where(b > 0, np.inf, 0.0))
         self.z_model = np.where(self.ok, z, -np.inf)
 
-    def candidate(self, i: int, per_load: bool) -> _Fitted:
+    def candidate(self, i: int) -> _Fitted:
         slope = float(self.slopes[i])
         residuals = self.y_res - slope * self.c_res[i]
         explained = ((self.y - slope * self.columns[i]) @ self.q) @ self.q.T
         return _Fitted(
             slope, self.c_res[i] / float(self.sxx[i]), residuals, explained - explained.mean(),
             float(self.rss[i]), self.dof, float(self.z_model[i]), float(self.rho[i]),
-            float(self.variance[i]), float(np.mean(self.columns[i])), per_load,
+            float(self.variance[i]),
         )  # fmt: skip
 
 
@@ -445,7 +421,6 @@ class LeakDetector:
         self._streak = 0
         self._quiet = 0
         self._steps_quiet_until = -math.inf
-        self._noise_history: deque[float] = deque(maxlen=cfg.noise_history)
         self._noise_recorded_t = -math.inf
         # hourly variograms of the history up to their time: a ramp is judged against the
         # noise the process showed before the ramp began (a leak must not widen its own bars)
@@ -745,15 +720,15 @@ class LeakDetector:
             nuisance.append(load)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
         ramps = [np.maximum(t - o, 0.0) for o in origins]
-        tests = [_Test(o, r, r, "memory") for o, r in zip(origins, ramps, strict=True)]
+        tests = [_Test(o, r, "memory") for o, r in zip(origins, ramps, strict=True)]
         if with_load:  # memory per session growing: load times the ramp
             tests += [
-                _Test(o, r, load * r, "per-session") for o, r in zip(origins, ramps, strict=True)
+                _Test(o, load * r, "per-session") for o, r in zip(origins, ramps, strict=True)
             ]
         margin = self._margin(t_now, float(t_now - t[0]))
         z_needed = cfg.z_alarm + margin
         fits = _Fits(y, np.array([test.column for test in tests]), nuisance)
-        line = fits.candidate(0, False) if fits.ok[0] else None
+        line = fits.candidate(0) if fits.ok[0] else None
         if line is not None:
             self.last_fit = line.as_fit(t, origins[0])
         mean_load = float(np.mean(load)) if with_load else 1.0
@@ -766,7 +741,7 @@ class LeakDetector:
                 break  # the cheap screen: the careful error below is never smaller
             if growth_h < cfg.min_slope_bytes_per_hour:
                 continue
-            fit = fits.candidate(i, per_load)
+            fit = fits.candidate(i)
             variance, covered = self._variance(fit, index, test.origin)
             z = fit.slope / math.sqrt(variance)
             # a variogram from less history than the fit spans has not seen its slow noise
@@ -1012,7 +987,7 @@ def _whole_series_fit(
     fits = _Fits(bv, (bt - bt[0])[None, :], nuisance)
     if not fits.ok[0]:
         return None
-    fit = fits.candidate(0, False)
+    fit = fits.candidate(0)
     bidx = index[starts]
     variance = long_run_variance(bidx, fit.residuals, fit.dof) * float(fit.weights @ fit.weights)
     if detector.variograms:
