@@ -293,6 +293,27 @@ def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     return float(1.4826 * np.median(deviations))
 
 
+def _bucket_sums(
+    t: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    load: npt.NDArray[np.float64],
+    origin: float,
+    bucket_s: float,
+) -> tuple[npt.NDArray[Any], ...]:
+    """Samples grouped into buckets of `bucket_s` from `origin`, in one pass of numpy: each
+    group's bucket number, sums of t and value, sample count, and sum and count of the load
+    where it is known (NaN elsewhere)."""
+    index = ((t - origin) // bucket_s).astype(np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
+    counts = np.diff(np.concatenate((starts, [len(t)])))
+    known = np.isfinite(load)
+    return (
+        index[starts], np.add.reduceat(t, starts), np.add.reduceat(v, starts), counts,
+        np.add.reduceat(np.where(known, load, 0.0), starts),
+        np.add.reduceat(known.astype(np.int64), starts),
+    )  # fmt: skip
+
+
 def _usable_load(load: npt.NDArray[np.float64]) -> bool:
     """A load column explains memory only where it is known throughout and moves."""
     return bool(len(load)) and bool(np.all(np.isfinite(load))) and float(np.ptp(load)) > 0
@@ -482,16 +503,11 @@ class LeakDetector:
         self._last_t = float(t[-1])
         self.samples += len(t)
         self.peak = max(self.peak, float(v.max()))
-        index = ((t - self._t0) // self.config.bucket_s).astype(np.int64)
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
-        sums_t = np.add.reduceat(t, starts)
-        sums_v = np.add.reduceat(v, starts)
-        counts = np.diff(np.concatenate((starts, [len(t)])))
-        has_load = np.isfinite(ld)
-        sums_l = np.add.reduceat(np.where(has_load, ld, 0.0), starts)
-        counts_l = np.add.reduceat(has_load.astype(np.int64), starts)
+        buckets, sums_t, sums_v, counts, sums_l, counts_l = _bucket_sums(
+            t, v, ld, self._t0, self.config.bucket_s
+        )
         raised: list[Alarm] = []
-        for group, bucket in enumerate(index[starts].tolist()):
+        for group, bucket in enumerate(buckets.tolist()):
             if self._bucket is not None and bucket != self._bucket:
                 alarm = self._close_bucket()
                 if alarm is not None:
@@ -968,18 +984,15 @@ def _whole_series_fit(
     """(growth in bytes an hour, z) of a line through the whole series, on buckets, with
     level shifts at rises and load as a regressor where it moves; the error is the most
     conservative of AR(1), batch means and the detector's last variogram."""
-    bucket = cfg.bucket_s
-    index = ((t - t[0]) // bucket).astype(np.int64)
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
-    counts = np.diff(np.concatenate((starts, [len(t)])))
-    bt = np.add.reduceat(t, starts) / counts
-    bv = despike(np.add.reduceat(v, starts) / counts)
+    ld = np.full(len(t), np.nan) if load is None else load
+    bidx, sums_t, sums_v, counts, sums_l, counts_l = _bucket_sums(
+        t, v, ld, float(t[0]), cfg.bucket_s
+    )
+    bt = sums_t / counts
+    bv = despike(sums_v / counts)
     nuisance = [(bt >= s).astype(np.float64) for s in rises if bt[0] < s <= bt[-1]]
     if load is not None:
-        known = np.isfinite(load)
-        sums = np.add.reduceat(np.where(known, load, 0.0), starts)
-        n_known = np.add.reduceat(known.astype(np.int64), starts)
-        bl = np.where(n_known > 0, sums / np.maximum(n_known, 1), np.nan)
+        bl = np.where(counts_l > 0, sums_l / np.maximum(counts_l, 1), np.nan)
         if _usable_load(bl):
             nuisance.append(bl)
     if len(bt) < cfg.min_points:
@@ -988,7 +1001,6 @@ def _whole_series_fit(
     if not fits.ok[0]:
         return None
     fit = fits.candidate(0)
-    bidx = index[starts]
     variance = long_run_variance(bidx, fit.residuals, fit.dof) * float(fit.weights @ fit.weights)
     if detector.variograms:
         variance = max(variance, detector.variograms[-1].variance(bidx, fit.weights))
