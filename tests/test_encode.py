@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -284,3 +285,16 @@ def test_a_session_whose_stream_ended_refuses_frames_instead_of_waiting() -> Non
             pytest.fail("libx264 with lookahead gave its packet at once: nothing to drain")
     finally:
         session.close()
+
+
+def test_frames_that_carry_their_own_time_base_get_the_sessions_clock() -> None:
+    # aiortc's frames carry pts in 1/90000; PyAV rescales a frame's pts into the codec's time
+    # base, so a frame counter read in the frame's own time base came out as pts 0 each time
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 500, encoder="libx264"))
+    pts = []
+    for i, frame in enumerate(frames(4)):
+        frame.pts, frame.time_base = 3000 * i, Fraction(1, 90000)
+        pts += [p.pts for p in session.encode(frame)]
+        assert (frame.pts, frame.time_base) == (3000 * i, Fraction(1, 90000))  # put back
+    session.close()
+    assert pts == [0, 1, 2, 3]

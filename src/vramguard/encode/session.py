@@ -223,7 +223,11 @@ class EncoderSession:
         ):  # fmt: skip
             frame = frame.reformat(self.config.width, self.config.height, self._input_format)
             self._last_converted = frame
-        frame.pts = self._pts
+        # the session's own clock, in the context's time base: PyAV rescales a frame that
+        # carries another time base (aiortc's 1/90000, a decoder's) and a frame counter read
+        # in it would come out as pts 0 for every frame. The caller's pts is put back.
+        caller_pts, caller_time_base = frame.pts, frame.time_base
+        frame.pts, frame.time_base = self._pts, Fraction(1, self.config.fps)  # as opened
         self._pts += 1
         forced, after_change = self._force_keyframe, self._rate_changed
         frame.pict_type = PictureType.I if forced else PictureType.NONE
@@ -235,6 +239,9 @@ class EncoderSession:
             raise EncoderError(f"{self.encoder}: {self._failure}") from exc
         finally:
             frame.pict_type = PictureType.NONE  # a pooled frame must not stay a keyframe
+            frame.pts = caller_pts
+            if caller_time_base is not None:  # PyAV cannot set it back to None
+                frame.time_base = caller_time_base
         if forced:
             self._force_keyframe = False
             self.stats.keyframes_forced += 1
