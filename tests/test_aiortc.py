@@ -1,0 +1,259 @@
+"""vramguard's encoder inside aiortc: a real loopback WebRTC session (two RTCPeerConnections
+over this host's addresses, H.264, real libx264 and real decoding on the receiving side)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+aiortc = pytest.importorskip("aiortc")  # an optional extra; CI installs it (.[dev])
+
+import aiortc.codecs  # noqa: E402
+import aiortc.rtcrtpsender  # noqa: E402
+from aiortc.codecs.h264 import H264Encoder, h264_depayload  # noqa: E402
+
+from vramguard.encode import EncoderConfig, SessionClosed, open_encoder  # noqa: E402
+from vramguard.integrations.aiortc import (  # noqa: E402
+    EncoderLedger,
+    H264Settings,
+    VramguardH264Encoder,
+    h264_factory,
+    install,
+    installed,
+    uninstall,
+    use,
+)
+from vramguard.integrations.aiortc.loopback import Loopback, Received  # noqa: E402
+from vramguard.sources import SyntheticSource  # noqa: E402
+
+
+def frames(n: int, width: int = 320, height: int = 240) -> Iterator[av.VideoFrame]:
+    source, buffer = SyntheticSource(width, height), np.empty((height * 3 // 2, width), np.uint8)
+    for i in range(n):
+        source.draw(buffer, i)
+        frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+        frame.pts, frame.time_base = 3000 * i, Fraction(1, 90000)
+        yield frame
+
+
+@dataclass
+class Session:
+    """What one loopback session through vramguard's encoder showed, step by step."""
+
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> ledger stats
+    received: dict[str, Received] = field(default_factory=dict)
+    sessions: dict[str, Any] = field(default_factory=dict)  # step -> the open session
+    bitrate_kbps: dict[str, int] = field(default_factory=dict)
+    encoder: VramguardH264Encoder | None = None
+    after_close: dict[str, int] = field(default_factory=dict)
+
+
+async def _run_session() -> Session:
+    ledger, made = EncoderLedger(), []
+    make = h264_factory(H264Settings(), ledger)
+
+    def factory(codec: Any) -> Any:
+        encoder = make(codec)
+        made.append(encoder)
+        return encoder
+
+    seen = Session()
+    loopback = await Loopback.open(320, 240, lambda pc: use(pc, factory=factory))
+
+    def mark(step: str) -> None:
+        encoder = made[0]
+        seen.stats[step] = ledger.stats()
+        seen.received[step] = Received(**vars(loopback.received))
+        seen.received[step].sizes = dict(loopback.received.sizes)
+        seen.sessions[step] = encoder.session
+        seen.bitrate_kbps[step] = encoder.session.bitrate_kbps if encoder.session else 0
+
+    try:
+        await asyncio.sleep(1.0)
+        mark("started")
+        made[0].target_bitrate = 700_000  # what aiortc does on a REMB
+        await asyncio.sleep(0.5)
+        mark("rate")
+        await loopback.receiver._send_rtcp_pli(loopback.sender._ssrc)  # a real PLI over RTCP
+        await asyncio.sleep(0.5)
+        mark("pli")
+        loopback.track.resize(640, 360)
+        await asyncio.sleep(1.0)
+        mark("resized")
+    finally:
+        await loopback.close()
+    seen.encoder = made[0]
+    seen.after_close = ledger.stats()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return asyncio.run(_run_session())
+
+
+def test_frames_arrive_and_decode(session: Session) -> None:
+    received, stats = session.received["started"], session.stats["started"]
+    assert received.frames >= 10
+    assert received.sizes == {(320, 240): received.frames}
+    # all but the frames still on their way were decoded
+    assert stats["frames_encoded"] - received.frames <= 5
+
+
+def test_a_rate_change_is_taken_in_place(session: Session) -> None:
+    before, after = session.stats["started"], session.stats["rate"]
+    assert session.sessions["rate"] is session.sessions["started"]
+    assert session.bitrate_kbps["rate"] == 700
+    assert after["rate_changes_in_place"] > before["rate_changes_in_place"]
+    assert after["sessions_opened"] == 1
+    assert after["keyframes"] == 1 and after["keyframes_after_rate_change"] == 0
+    assert session.received["rate"].keyframes == 1
+
+
+def test_a_keyframe_request_gives_a_keyframe(session: Session) -> None:
+    before, after = session.stats["rate"], session.stats["pli"]
+    assert after["keyframes_asked"] - before["keyframes_asked"] == 1
+    assert after["keyframes"] - before["keyframes"] == 1
+    assert session.received["pli"].keyframes - session.received["rate"].keyframes == 1
+    assert session.sessions["pli"] is session.sessions["started"]
+
+
+def test_a_frame_size_change_opens_one_new_session(session: Session) -> None:
+    after = session.stats["resized"]
+    assert session.sessions["resized"] is not session.sessions["pli"]
+    assert (after["sessions_opened"], after["sessions_closed"], after["size_changes"]) == (2, 1, 1)
+    assert session.sessions["resized"].config.width == 640
+    assert session.received["resized"].sizes.get((640, 360), 0) >= 5
+    assert after["sessions_active"] == 1 and after["session_bytes"] > 0
+
+
+def test_closing_the_connection_closes_the_encoder(session: Session) -> None:
+    assert session.after_close["encoders_active"] == 0
+    assert session.after_close["sessions_active"] == 0
+    assert session.after_close["sessions_closed"] == session.after_close["sessions_opened"]
+    assert session.encoder is not None and session.encoder.session is None
+    with pytest.raises(SessionClosed):
+        session.encoder.encode(next(frames(1)))
+
+
+def test_install_serves_every_new_connection_and_uninstall_puts_aiortc_back() -> None:
+    async def run() -> dict[str, int]:
+        ledger = install()
+        try:
+            loopback = await Loopback.open(160, 120)
+            try:
+                await asyncio.sleep(0.5)
+            finally:
+                await loopback.close()
+        finally:
+            uninstall()
+        return ledger.stats()
+
+    stats = asyncio.run(run())
+    assert stats["frames_encoded"] > 0 and stats["sessions_opened"] == 1
+    assert stats["encoders_active"] == 0
+    assert not installed()
+    assert aiortc.rtcrtpsender.get_encoder is aiortc.codecs.get_encoder
+
+
+def test_keyframes_come_only_on_the_first_frame_and_when_asked() -> None:
+    encoder = VramguardH264Encoder()
+    # these pictures make x264's scene-cut detection start a keyframe of its own (at 60)
+    for i, frame in enumerate(frames(90, 640, 360)):
+        encoder.encode(frame, force_keyframe=i == 20)
+    encoder.close()
+    assert (encoder.counters.keyframes, encoder.counters.keyframes_asked) == (2, 1)
+
+
+def test_the_stream_is_constrained_baseline_as_aiortc_negotiates() -> None:
+    encoder = VramguardH264Encoder()
+    payloads, timestamp = encoder.encode(next(frames(1)))
+    encoder.close()
+    stream = b"".join(h264_depayload(p) for p in payloads)
+    sps = stream.index(b"\x00\x00\x00\x01\x67") + 5
+    assert stream[sps] == 66  # profile_idc: Baseline
+    assert stream[sps + 1] & 0x40  # constraint_set1: Constrained Baseline
+    assert timestamp == 0
+
+
+def test_target_bitrate_clamps_like_aiortcs() -> None:
+    encoder = VramguardH264Encoder()
+    stock = H264Encoder()
+    for bps in (100_000, 1_234_567, 9_000_000):
+        encoder.target_bitrate = bps
+        stock.target_bitrate = bps
+        assert encoder.target_bitrate == stock.target_bitrate // 1000 * 1000
+    encoder.close()
+
+
+def test_an_encoder_that_cannot_change_rate_in_place_is_reopened_past_ten_percent() -> None:
+    # crf takes the rate out of bit_rate's hands: libx264 then cannot follow a new rate
+    encoder = VramguardH264Encoder(H264Settings(encoder="libx264", options={"crf": "23"}))
+    stream = frames(3)
+    encoder.encode(next(stream))
+    encoder.target_bitrate = 1_050_000  # 5%: kept, as aiortc does
+    encoder.encode(next(stream))
+    encoder.target_bitrate = 2_000_000
+    encoder.encode(next(stream))
+    encoder.close()
+    counters = encoder.counters
+    assert (counters.sessions_opened, counters.rate_changes_reopened) == (2, 1)
+    assert counters.rate_changes_in_place == 0
+
+
+def test_pack_gives_aiortcs_own_payloads() -> None:
+    session = open_encoder(EncoderConfig("h264", 320, 240, 30, 800, encoder="libx264"))
+    packets = [p for frame in frames(2) for p in session.encode(frame)]
+    session.close()
+    encoder = VramguardH264Encoder()
+    for packet in packets:
+        assert encoder.pack(packet) == H264Encoder().pack(packet)
+    encoder.close()
+
+
+def test_bad_settings_and_frames_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="min <= max"):
+        H264Settings(min_bitrate_kbps=3000, max_bitrate_kbps=500)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        H264Settings(encoder="h264_nonesuch")
+    encoder = VramguardH264Encoder()
+    with pytest.raises(TypeError, match="video frames"):
+        encoder.encode(av.AudioFrame(format="s16", layout="mono", samples=160))
+    frame = next(frames(1))
+    frame.pts = None
+    with pytest.raises(ValueError, match="pts"):
+        encoder.encode(frame)
+    encoder.close()
+    with pytest.raises(TypeError, match="RTCPeerConnection"):
+        use("not a connection")  # type: ignore[arg-type]
+
+
+def test_without_aiortc_the_integration_says_so_in_one_line_and_vramguard_works() -> None:
+    script = (
+        "import sys; sys.modules['aiortc'] = None\n"
+        "import vramguard\n"
+        "try:\n"
+        "    import vramguard.integrations.aiortc\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        "cfg = vramguard.EncoderConfig('h264', 160, 120, 30, 300, encoder='libx264')\n"
+        "vramguard.open_encoder(cfg).close(); print('encoders ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "IntegrationUnavailable vramguard.integrations.aiortc needs aiortc, which is not "
+        "installed: pip install 'vramguard[aiortc]'"
+    )
+    assert lines[1:] == ["encoders ok"]
