@@ -15,14 +15,14 @@ import av
 import numpy as np
 import pytest
 
-aiortc = pytest.importorskip("aiortc")  # an optional extra; CI installs it (.[dev])
+pytest.importorskip("aiortc")  # an optional extra; CI installs it (.[dev])
 
-import aiortc.codecs  # noqa: E402
-import aiortc.rtcrtpsender  # noqa: E402
-from aiortc.codecs.h264 import H264Encoder, h264_depayload  # noqa: E402
+import aiortc.codecs
+import aiortc.rtcrtpsender
+from aiortc.codecs.h264 import H264Encoder, h264_depayload
 
-from vramguard.encode import EncoderConfig, SessionClosed, open_encoder  # noqa: E402
-from vramguard.integrations.aiortc import (  # noqa: E402
+from vramguard.encode import EncoderConfig, SessionClosed, open_encoder
+from vramguard.integrations.aiortc import (
     EncoderLedger,
     H264Settings,
     VramguardH264Encoder,
@@ -32,8 +32,8 @@ from vramguard.integrations.aiortc import (  # noqa: E402
     uninstall,
     use,
 )
-from vramguard.integrations.aiortc.loopback import Loopback, Received  # noqa: E402
-from vramguard.sources import SyntheticSource  # noqa: E402
+from vramguard.integrations.aiortc.loopback import Loopback, Received
+from vramguard.sources import SyntheticSource
 
 
 def frames(n: int, width: int = 320, height: int = 240) -> Iterator[av.VideoFrame]:
@@ -257,3 +257,20 @@ def test_without_aiortc_the_integration_says_so_in_one_line_and_vramguard_works(
         "installed: pip install 'vramguard[aiortc]'"
     )
     assert lines[1:] == ["encoders ok"]
+
+
+def test_the_ledger_gives_the_tracker_what_the_encoders_hold() -> None:
+    from vramguard import MemoryTracker
+
+    ledger, tracker = EncoderLedger(), MemoryTracker()
+    encoder = VramguardH264Encoder(ledger=ledger)
+    for frame in frames(3):
+        encoder.encode(frame)
+    ledger.track(tracker)
+    encoder.close()
+    ledger.track(tracker)
+    first, last = tracker.samples[0], tracker.samples[-1]
+    assert (first.sessions_active, first.frames_encoded) == (1, 3)
+    assert (last.sessions_active, last.frames_encoded) == (0, 3)
+    assert first.host_rss_bytes is not None and first.host_rss_bytes > 0
+    assert last.t >= first.t

@@ -92,7 +92,12 @@ class Loopback:
             if before_offer is not None:
                 before_offer(sender_pc)
             arrived: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-            receiver_pc.on("track", lambda remote: arrived.done() or arrived.set_result(remote))
+
+            def on_track(remote: MediaStreamTrack) -> None:
+                if not arrived.done():
+                    arrived.set_result(remote)
+
+            receiver_pc.on("track", on_track)
             await sender_pc.setLocalDescription(await sender_pc.createOffer())
             await receiver_pc.setRemoteDescription(sender_pc.localDescription)
             await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
