@@ -555,6 +555,85 @@ def adapt_section(
     ])  # fmt: skip
 
 
+# -- aiortc (bench/aiortc_loopback.py) ------------------------------------------------------
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None or not b else f"{a / b:.2f}"
+
+
+def _mb_or_none(value: float | None) -> float | None:
+    return None if value is None else value / MB
+
+
+#: the rows of the aiortc table: (what, how to read it from a run, format)
+AIORTC_ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
+    ("encoder contexts opened", lambda r: r["contexts_opened"], "d"),
+    ("contexts opened per minute", lambda r: r["contexts_per_minute"], ".1f"),
+    ("rate changes (target moved)", lambda r: r["rate_changes"], "d"),
+    ("keyframes (IDR frames sent)", lambda r: r["keyframes"], "d"),
+    ("keyframes the receiver asked for", lambda r: r["keyframes_asked"], "d"),
+    ("RSS at minute {from_min}, MB", lambda r: _mb_or_none(r["rss_from_bytes"]), ".1f"),
+    ("RSS at the end, MB", lambda r: _mb_or_none(r["rss_end_bytes"]), ".1f"),
+    ("RSS growth, end - minute {from_min}, MB",
+     lambda r: _mb_or_none(r["rss_end_bytes"] - r["rss_from_bytes"]), "+.1f"),
+    ("RSS growth fitted from minute {from_min}, MB/h",
+     lambda r: _mb_or_none(r["rss_growth_bytes_per_hour"]), "+.0f"),
+    ("sent / target, settled seconds (median)", lambda r: r["rate"]["median_ratio"], ".3f"),
+    ("settled seconds within 10% of the target",
+     lambda r: r["rate"]["within_10pct_share"], ".0%"),
+    ("sent / target, whole run", lambda r: r["rate"]["sent_over_target"], ".3f"),
+    ("frames sent", lambda r: r["frames_sent"], "d"),
+    ("frames received (decoded)", lambda r: r["frames_received"], "d"),
+    ("process CPU per frame, ms", lambda r: r["cpu_per_frame_ms"], ".1f"),
+]  # fmt: skip
+
+
+def aiortc_table(data: dict[str, Any]) -> str:
+    """Stock aiortc against vramguard's encoder, per schedule: a row per measure."""
+    blocks = []
+    for schedule, runs in data["schedules"].items():
+        stock, ours = runs["stock"], runs["vramguard"]
+        from_min = f"{stock['rss_from_t'] / 60:.3g}"
+        lines = [
+            f"{schedule} ({stock['duration_s'] / 60:.1f} min each, both at once):",
+            "",
+            "| | stock aiortc | aiortc + vramguard | vramguard / stock |",
+            "|---|---|---|---|",
+        ]
+        for name, key, fmt in AIORTC_ROWS:
+            a, b = key(stock), key(ours)
+            lines.append(f"| {name.format(from_min=from_min)} | {_num(a, fmt)} "
+                         f"| {_num(b, fmt)} | {_ratio(b, a)} |")  # fmt: skip
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def aiortc_section(runs: list[dict[str, Any]]) -> str:
+    head = "## aiortc: stock against vramguard's encoder (`bench/aiortc_loopback.py`)"
+    if not runs:
+        return "\n\n".join([head, "No run recorded yet: "
+                              + _code("python bench/aiortc_loopback.py --minutes 10 "
+                                      "--json bench/aiortc_10m.json")])  # fmt: skip
+    blocks = [
+        head,
+        "A loopback WebRTC session in one process (two RTCPeerConnections over the host's own "
+        "addresses), 1280x720 at 30 fps of moving pictures, H.264: aiortc's own encoder "
+        "against `vramguard.integrations.aiortc` (libx264 with aiortc's settings, rate changed "
+        "in place). The two variants of a schedule run at once, a process each, on a shared "
+        "2-core machine: read the ratios; the load averages at start and end are in the JSON. "
+        "`remb`: the rate follows the receiver's REMB; `random`: a rate between 0.5 and 3 Mbps "
+        "every 5 s, REMB ignored. CPU per frame is the whole process (sender and receiver).",
+    ]
+    for data in runs:
+        blocks += [_code(data["command"]), aiortc_table(data)]
+    return "\n\n".join(blocks)
+
+
 # -- history (bench/history.py renders its own section) ------------------------------------
 
 
@@ -590,6 +669,7 @@ def render(previous: str) -> str:
             load("adapt.json"),
         ),
         history_section(load("history.json")),
+        aiortc_section([load(p.name) for p in sorted(BENCH.glob("aiortc_*.json"))]),
     ]
     wrapped = [
         section if section is leak else "\n\n".join(_wrap(b) for b in section.split("\n\n"))

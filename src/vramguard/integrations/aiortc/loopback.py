@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
@@ -30,18 +31,25 @@ from aiortc.mediastreams import MediaStreamError
 from vramguard.sources import SyntheticSource
 
 
-class MovingPictures(VideoStreamTrack):
-    """vramguard's synthetic pictures (every pixel moves) at aiortc's 30 fps; `resize()`
-    changes the size from the next frame on."""
+class Source(Protocol):
+    def draw(self, target: npt.NDArray[np.uint8], index: int) -> None: ...
 
-    def __init__(self, width: int, height: int) -> None:
+
+class MovingPictures(VideoStreamTrack):
+    """Pictures from a source (vramguard's synthetic one by default: every pixel moves) at
+    aiortc's 30 fps; `resize()` changes the size from the next frame on."""
+
+    def __init__(
+        self, width: int, height: int, source: Callable[[int, int], Source] = SyntheticSource
+    ) -> None:
         super().__init__()
         self.frames_sent = 0
+        self._make_source = source
         self.resize(width, height)
 
     def resize(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self._source = SyntheticSource(width, height)
+        self._source = self._make_source(width, height)
         self._buffer = np.empty((height * 3 // 2, width), np.uint8)
 
     async def recv(self) -> av.VideoFrame:
@@ -76,10 +84,11 @@ class Loopback:
         width: int,
         height: int,
         before_offer: Callable[[RTCPeerConnection], Any] | None = None,
+        source: Callable[[int, int], Source] = SyntheticSource,
     ) -> Loopback:
         """Connect; `before_offer(sender_pc)` runs once the track is added (`use()` there)."""
         sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
-        track = MovingPictures(width, height)
+        track = MovingPictures(width, height, source)
         loopback = cls(sender_pc, receiver_pc, track, Received())
         try:
             transceiver = sender_pc.addTransceiver(track, direction="sendonly")
