@@ -616,9 +616,8 @@ def aiortc_table(data: dict[str, Any]) -> str:
 def aiortc_section(runs: list[dict[str, Any]]) -> str:
     head = "## aiortc: stock against vramguard's encoder (`bench/aiortc_loopback.py`)"
     if not runs:
-        return "\n\n".join([head, "No run recorded yet: "
-                              + _code("python bench/aiortc_loopback.py --minutes 10 "
-                                      "--json bench/aiortc_10m.json")])  # fmt: skip
+        command = "python bench/aiortc_loopback.py --minutes 10 --json bench/aiortc_10m.json"
+        return "\n\n".join([head, "No run recorded yet; this command makes one:", _code(command)])
     blocks = [
         head,
         "A loopback WebRTC session in one process (two RTCPeerConnections over the host's own "
