@@ -199,7 +199,7 @@ def test_monitor_skips_a_hung_reading_and_samples_again_once_it_returns(inject: 
         assert monitor.sample() is None  # hung: given up after the time limit
         assert monitor.sample() is None  # still hung: no second reading piles up
         faults.release_hangs()
-        assert monitor._sampler is not None and monitor._sampler.wait_idle(timeout_s=5.0)
+        assert monitor.recorder.sampler.wait_idle(timeout_s=5.0)
         assert monitor.sample() is not None
     finally:
         monitor.close()

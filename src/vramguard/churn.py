@@ -27,13 +27,13 @@ import numpy as np
 
 from vramguard import probes
 from vramguard.encode import EncoderConfig, EncoderError, EncoderUnavailable, open_encoder
-from vramguard.faultlog import FaultLog
+from vramguard.fields import PROBE_FIELDS
 from vramguard.heap import trim_heap
 from vramguard.pools.sessions import PoolError, SessionPool
+from vramguard.recorder import Recorder
 from vramguard.samplelog import SampleLogWriter
 from vramguard.soak import LEAK_SEAM_ENV
 from vramguard.sources import SyntheticSource
-from vramguard.tracker import Sample
 
 #: growth per cycle allowed before it counts as a leak, by metric
 ALLOWANCE_PER_CYCLE = {
@@ -91,7 +91,9 @@ class ChurnRunner:
         self.log = log
         self.stop_reason: str | None = None
         self.failure: str | None = None  # the encoder error that ended it early
-        self.reports = FaultLog(log, on_fault)
+        # no tracker: the churn judges growth per cycle itself (see result())
+        self.recorder = Recorder(probes.read, None, log, on_fault=on_fault)
+        self.reports = self.recorder.reports
         self._stop = threading.Event()
         self._started = time.monotonic()
         self.samples: list[dict[str, Any]] = []
@@ -135,6 +137,7 @@ class ChurnRunner:
                 self._sample(cycle)
         finally:
             pool.close()
+            self.recorder.close()
         return self.result(pool.stats())
 
     def _cycle(self, cycle: int, pool: SessionPool, ceiling: EncoderConfig, kbps: int) -> None:
@@ -154,17 +157,15 @@ class ChurnRunner:
             self._encode(lease.session, frame + 2 * self.config.frames_per_cycle)
 
     def _sample(self, cycle: int) -> None:
+        """The process after a cycle, through the Recorder (its time limit, its faults: a
+        probe failing costs this cycle's sample, not the churn; a log that fails is a fault)."""
         elapsed = time.monotonic() - self._started
-        try:
-            reading = probes.read()
-        except Exception as exc:  # a probe failing costs this cycle's sample, not the churn
-            self.reports.fault("probe", f"{type(exc).__name__}: {exc}", elapsed)
+        sample = self.recorder.take(elapsed, elapsed, extra={"cycle": cycle})
+        if sample is None:
             return
-        row = {"cycle": cycle, **{k: v for k, v in reading.values().items() if v is not None}}
+        measured = sample.as_dict()
+        row = {"cycle": cycle, **{k: measured[k] for k in PROBE_FIELDS if k in measured}}
         self.samples.append(row)
-        line = {**Sample.from_reading(reading, t=elapsed, wall_s=elapsed).as_dict(),
-                "cycle": cycle}  # fmt: skip
-        self.reports.write(line, elapsed)  # a log that fails is a fault; the churn goes on
         if self.on_cycle is not None:
             self.on_cycle(cycle, row)
 

@@ -4,62 +4,33 @@ Names follow Prometheus's conventions, as prometheus_client's docs set them out:
 `vramguard_<what>_<unit>` in base units (bytes, seconds), `_total` for counters, ratios
 0..1, and no unbounded labels. (dcgm-exporter and nvitop publish MiB; this publishes bytes.)
 The exporter holds the latest values and renders them on each scrape: a sampler calls
-`update(...)` after each sample. It binds 127.0.0.1 unless told otherwise.
+`update(...)` after each sample. The metric names and what publishes them are in
+`vramguard.fields` (written once there). It binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from vramguard.fields import (
+    FIELDS,
+    LEAK_SLOPE,
+    LEAK_SUSPECTED,
+    METRICS,
+    SESSION_ACQUISITIONS,
+    SESSION_REUSE,
+    MetricDoc,
+)
 from vramguard.tracker import Sample
 from vramguard.trend import HOUR, Trend
 
-
-@dataclass(frozen=True, slots=True)
-class MetricDoc:
-    name: str
-    kind: str  # gauge or counter
-    help: str
-    labels: tuple[str, ...] = ()
-
-
-#: every metric the exporter can publish (the runbook documents each; a test checks both)
-METRICS: tuple[MetricDoc, ...] = (
-    MetricDoc("vramguard_process_gpu_memory_bytes", "gauge", "GPU memory the process holds."),
-    MetricDoc("vramguard_device_memory_used_bytes", "gauge", "Memory in use on the device(s)."),
-    MetricDoc("vramguard_device_memory_total_bytes", "gauge", "Size of the device(s)."),
-    MetricDoc("vramguard_host_resident_memory_bytes", "gauge", "Resident host memory (RSS)."),
-    MetricDoc("vramguard_heap_free_bytes", "gauge", "Freed C heap that malloc still keeps."),
-    MetricDoc("vramguard_open_handles", "gauge", "Open file descriptors (POSIX) or handles."),
-    MetricDoc("vramguard_encoder_sessions", "gauge", "Encoder sessions by state.", ("state",)),
-    MetricDoc(
-        "vramguard_session_acquisitions_total",
-        "counter",
-        "Session acquisitions by outcome.",
-        ("outcome",),
-    ),
-    MetricDoc("vramguard_session_reuse_ratio", "gauge", "Share of acquisitions that reused."),
-    MetricDoc("vramguard_reference_frames_bytes", "gauge", "Reference frames held, by policy."),
-    MetricDoc("vramguard_staging_bytes", "gauge", "Staging buffers by state.", ("state",)),
-    MetricDoc("vramguard_frames_encoded_total", "counter", "Frames encoded."),
-    MetricDoc(
-        "vramguard_frames_dropped_total", "counter", "Frames dropped, by reason.", ("reason",)
-    ),
-    MetricDoc("vramguard_frames_late_total", "counter", "Frames encoded after their deadline."),
-    MetricDoc(
-        "vramguard_leak_slope_bytes_per_second",
-        "gauge",
-        "The detector's growth estimate of the watched metric.",
-    ),
-    MetricDoc("vramguard_leak_suspected", "gauge", "1 while the leak detector alarms, else 0."),
-)
+__all__ = ["METRICS", "MetricDoc", "MetricsExporter"]
 
 
 class _Collector(Collector):
@@ -126,28 +97,15 @@ class MetricsExporter:
     ) -> None:
         """Take the latest sample, the detector's view and the session pool's counters."""
         with self._lock:
-            self._set("vramguard_process_gpu_memory_bytes", sample.process_gpu_bytes)
-            self._set("vramguard_device_memory_used_bytes", sample.device_used_bytes)
-            self._set("vramguard_device_memory_total_bytes", sample.device_total_bytes)
-            self._set("vramguard_host_resident_memory_bytes", sample.host_rss_bytes)
-            self._set("vramguard_heap_free_bytes", sample.heap_free_bytes)
-            self._set("vramguard_open_handles", sample.open_handles)
-            self._set("vramguard_encoder_sessions", sample.sessions_active, "active")
-            self._set("vramguard_encoder_sessions", sample.sessions_idle, "idle")
-            self._set("vramguard_reference_frames_bytes", sample.reference_bytes)
-            self._set("vramguard_staging_bytes", sample.staging_in_use_bytes, "in_use")
-            self._set("vramguard_staging_bytes", sample.staging_idle_bytes, "idle")
-            self._set("vramguard_frames_encoded_total", sample.frames_encoded)
-            self._set("vramguard_frames_dropped_total", sample.frames_dropped_memory, "memory")
-            self._set("vramguard_frames_late_total", sample.frames_late)
+            for field in FIELDS:
+                if field.metric is not None:
+                    labels = (field.label,) if field.label is not None else ()
+                    self._set(field.metric.name, getattr(sample, field.name), *labels)
             if pool is not None:
-                created = float(pool["created"])
-                self._set("vramguard_session_acquisitions_total", created, "created")
-                self._set("vramguard_session_acquisitions_total", float(pool["reused"]), "reused")
-                self._set("vramguard_session_reuse_ratio", float(pool["reuse_rate"]))
+                self._set(SESSION_ACQUISITIONS.name, float(pool["created"]), "created")
+                self._set(SESSION_ACQUISITIONS.name, float(pool["reused"]), "reused")
+                self._set(SESSION_REUSE.name, float(pool["reuse_rate"]))
             if trend is not None and trend.slope_bytes_per_hour is not None:
-                self._set(
-                    "vramguard_leak_slope_bytes_per_second", trend.slope_bytes_per_hour / HOUR
-                )
+                self._set(LEAK_SLOPE.name, trend.slope_bytes_per_hour / HOUR)
             if leak_suspected is not None:
-                self._set("vramguard_leak_suspected", 1.0 if leak_suspected else 0.0)
+                self._set(LEAK_SUSPECTED.name, 1.0 if leak_suspected else 0.0)

@@ -27,13 +27,15 @@ from dataclasses import dataclass
 
 import av
 
+from vramguard.errors import VramguardError
+
 FAULTS_ENV = "VRAMGUARD_TEST_FAULTS"
 SITES = ("encode", "open", "staging", "probe", "probe-hang", "log")
 _ITEM = re.compile(r"^(?P<site>[a-z-]+)(?:@(?P<at>\d+)(?P<more>\+|\*\d+)?|=(?P<cap>\d+))$")
 _HANG_LIMIT_S = 600.0
 
 
-class InjectedFault(RuntimeError):
+class InjectedFault(VramguardError, RuntimeError):
     """A failure made on purpose by a test (the message says which seam)."""
 
 

@@ -1,9 +1,10 @@
-"""Sampling one process over its life: probe, tracker, log and alerts, every interval.
+"""Sampling one process over its life, every interval: `run` and `watch` (and a server
+embedding the library) call `Monitor.sample()`.
 
-`run` and `watch` (and a server embedding the library) share this loop; the runner of a
-soak has its own, since its samples carry what the pools hold. Each reading runs on a
-Sampler thread under `time_limit_s`: a probe that raises or hangs costs that sample (None),
-is reported once through `on_fault` and the log, and sampling goes on. `close()` stops the
+The sampling itself is the `Recorder`'s (the same path the soak and the churn take): each
+reading runs on a Sampler thread under `time_limit_s`; a probe that raises or hangs costs
+that sample (None), is reported once through `on_fault` and the log, and sampling goes on.
+`wall_s` is seconds since the first sample, as docs/log-format.md says. `close()` stops the
 sampler thread.
 """
 
@@ -12,54 +13,69 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from vramguard import probes
 from vramguard.exporter import MetricsExporter
-from vramguard.faultlog import FaultLog
 from vramguard.loadsignal import LoadSource
+from vramguard.recorder import Recorder
 from vramguard.report import trend_document
 from vramguard.samplelog import SampleLogWriter
-from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
-from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
-from vramguard.trend import DetectorConfig, Trend, detect_leak
+from vramguard.sampler import DEFAULT_TIME_LIMIT_S
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample
+from vramguard.trend import DetectorConfig, Trend
 from vramguard.units import format_bytes, format_duration
 
 
-@dataclass
 class Monitor:
     """Samples `pid` into a tracker and (optionally) a log; `on_alert` hears each new alert."""
 
-    pid: int
-    tracker: MemoryTracker
-    log: SampleLogWriter | None = None
-    on_alert: Callable[[LeakAlert], None] | None = None
-    on_sample: Callable[[Monitor, Sample], None] | None = None
-    clock: Callable[[], float] = time.monotonic
-    time_limit_s: float = DEFAULT_TIME_LIMIT_S
-    on_fault: Callable[[str, str], None] | None = None
-    load_source: LoadSource | None = None
-    _sampler: Sampler[object] | None = None
-    _reports: FaultLog = field(init=False)
-    _start: float | None = None
-    times: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    loads: list[float] = field(default_factory=list)
-    last: Sample | None = None
-
-    def __post_init__(self) -> None:
-        self._reports = FaultLog(self.log, self.on_fault)
+    def __init__(
+        self,
+        pid: int,
+        tracker: MemoryTracker,
+        log: SampleLogWriter | None = None,
+        on_alert: Callable[[LeakAlert], None] | None = None,
+        on_sample: Callable[[Monitor, Sample], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+        on_fault: Callable[[str, str], None] | None = None,
+        load_source: LoadSource | None = None,
+    ) -> None:
+        self.pid = pid
+        self.tracker = tracker
+        self.log = log
+        self.clock = clock
+        self.load_source = load_source
+        self._start: float | None = None
+        hear = None if on_sample is None else (lambda sample: on_sample(self, sample))
+        self.recorder = Recorder(
+            lambda: probes.read(pid), tracker, log, pid=pid, time_limit_s=time_limit_s,
+            on_sample=hear, on_alert=on_alert, on_fault=on_fault, load_source=load_source,
+        )  # fmt: skip
 
     @property
     def faults(self) -> dict[str, dict[str, Any]]:
         """kind -> count, first time and message of each fault met so far."""
-        return self._reports.faults
+        return self.recorder.faults
+
+    @property
+    def last(self) -> Sample | None:
+        return self.recorder.last
+
+    @property
+    def times(self) -> npt.NDArray[np.float64]:
+        return self.recorder.series.times
+
+    @property
+    def values(self) -> npt.NDArray[np.float64]:
+        return self.recorder.series.values
 
     def sample(self) -> Sample | None:
         """One reading now; None when the probe failed or hung (reported once).
@@ -67,58 +83,20 @@ class Monitor:
         now = self.clock()
         if self._start is None:
             self._start = now
-        if self._sampler is None:
-            self._sampler = Sampler(lambda: probes.read(self.pid), self.time_limit_s)
-        done = self._sampler.wait(object())
-        if done.gone:
-            raise probes.NoSuchProcess(self.pid)
-        if done.reading is None:
-            self._reports.fault("probe", done.error or "no reading", now - self._start)
-            return None
-        sample = Sample.from_reading(done.reading, t=now - self._start, wall_s=time.time())
-        if self.load_source is not None:
-            sample = replace(sample, load=self.load_source.read(sample))
-            self.tracker.load_field = "load"
-        if self.tracker.metric is None:
-            self.tracker.metric = choose_process_metric(sample)
-        alert = self.tracker.add(sample)
-        self._reports.write(sample.as_dict(), sample.t)
-        value = sample.get(self.tracker.metric) if self.tracker.metric else None
-        if value is not None:
-            self.times.append(sample.t)
-            self.values.append(value)
-            self.loads.append(math.nan if sample.load is None else sample.load)
-        if alert is not None:
-            self._reports.write(alert.as_dict(), sample.t)
-            if self.on_alert is not None:
-                self.on_alert(alert)
-        self.last = sample
-        if self.on_sample is not None:
-            self.on_sample(self, sample)
-        return sample
+        return self.recorder.take(now - self._start, now - self._start)
 
     def close(self) -> None:
         """Stop the sampler thread (one stuck in a probe is left behind as a daemon)."""
-        if self._sampler is not None:
-            self._sampler.close()
-            self._sampler = None
+        self.recorder.close()
 
     @property
     def duration_s(self) -> float:
         """Seconds between the first and the last sample of the judged metric."""
-        return self.times[-1] - self.times[0] if self.times else 0.0
+        return self.recorder.duration_s
 
     def verdict(self, config: DetectorConfig, budget_bytes: float | None = None) -> Trend:
         """The detector replayed over every sample of the run (not only the tracker's)."""
-        if (
-            budget_bytes is None
-            and self.last is not None
-            and self.tracker.metric != "host_rss_bytes"
-        ):
-            budget_bytes = self.last.device_total_bytes
-        load = np.array(self.loads) if self.load_source is not None else None
-        return detect_leak(np.array(self.times), np.array(self.values), config, budget_bytes,
-                           load=load)  # fmt: skip
+        return self.recorder.verdict(config, budget_bytes)
 
 
 def result_document(monitor: Monitor, trend: Trend, **extra: Any) -> dict[str, Any]:

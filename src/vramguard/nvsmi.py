@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from vramguard.errors import VramguardError
+
 _UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
 _HEADER_UNIT = re.compile(r"^(.*?)\s*\[([^\]]*)\]\s*$")
 _TIME = re.compile(
@@ -39,7 +41,7 @@ _NOT_ROWS = ("no running processes found", "no devices were found")
 Series = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
-class SmiError(ValueError):
+class SmiError(VramguardError, ValueError):
     """A log nvidia-smi's readers refuse; the message is one line (without the path)."""
 
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vramguard.errors import VramguardError
+
 #: Prometheus refuses a range query of more than 11,000 steps: stay within it
 MAX_POINTS_PER_QUERY = 11_000
 MAX_SERIES = 1_000
@@ -34,7 +36,7 @@ UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10
 Opener = Callable[[urllib.request.Request, float], Any]
 
 
-class PrometheusError(ValueError):
+class PrometheusError(VramguardError, ValueError):
     """A range query that cannot be answered; the message is one line for the user."""
 
 

@@ -22,13 +22,19 @@ import numpy as np
 import numpy.typing as npt
 
 from vramguard import faults
+from vramguard.errors import VramguardError
 from vramguard.tracker import PREFERRED_METRICS, SAMPLE_FIELDS, Sample
 
 SCHEMA = "vramguard.samples/1"
 
 
-class LogError(ValueError):
-    """A log that cannot be read or written; the message is one line for the user."""
+class LogError(VramguardError):
+    """A log that cannot be read or written (a full disk, a missing folder); the message is
+    one line for the user."""
+
+
+class LogFormatError(LogError, ValueError):
+    """A log whose content cannot be read: damaged, not a log, an unknown schema."""
 
 
 def _utc_now() -> str:
@@ -189,7 +195,7 @@ class SampleLog:
         if chosen is None or chosen not in self.series:
             known = ", ".join(sorted(self.series)) or "none"
             what = f"metric {chosen!r}" if chosen else "memory metric"
-            raise LogError(f"{self.path} has no {what} (it has: {known})")
+            raise LogFormatError(f"{self.path} has no {what} (it has: {known})")
         return chosen, self.series[chosen]
 
     def budget_bytes(self, name: str) -> float | None:
@@ -209,19 +215,19 @@ def read_log(path: str | os.PathLike[str]) -> SampleLog:
     try:
         raw = file.read_bytes()
     except FileNotFoundError:
-        raise LogError(f"{file}: no such file") from None
+        raise LogFormatError(f"{file}: no such file") from None
     except IsADirectoryError:
-        raise LogError(f"{file}: is a folder, not a log") from None
+        raise LogFormatError(f"{file}: is a folder, not a log") from None
     except OSError as exc:
-        raise LogError(f"{file}: cannot read: {exc.strerror}") from None
+        raise LogFormatError(f"{file}: cannot read: {exc.strerror}") from None
     if not raw.strip():
-        raise LogError(f"{file}: empty file")
+        raise LogFormatError(f"{file}: empty file")
     if b"\x00" in raw[:65536]:
-        raise LogError(f"{file}: binary file, not a log")
+        raise LogFormatError(f"{file}: binary file, not a log")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise LogError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+        raise LogFormatError(f"{file}: not UTF-8 text (byte {exc.start})") from None
     if text.lstrip().startswith(("{", "[")):
         return _read_jsonl(str(file), text)
     return _read_nvidia_smi(str(file), text)
@@ -233,7 +239,7 @@ def _read_nvidia_smi(path: str, text: str) -> SampleLog:
     try:
         smi = read_nvidia_smi(text)
     except SmiError as exc:
-        raise LogError(f"{path}: {exc}") from None
+        raise LogFormatError(f"{path}: {exc}") from None
     kind: LogKind = "nvidia-smi-apps" if smi.kind == "nvidia-smi-apps" else "nvidia-smi-gpu"
     return SampleLog(
         path, kind, smi.series, warnings=smi.warnings, default_metric=smi.default_metric,
@@ -261,9 +267,9 @@ def _read_jsonl(path: str, text: str) -> SampleLog:
             if torn_last and number == len(lines):
                 log.warnings.append(f"line {number} is torn (the writer stopped mid-line): skipped")
                 continue
-            raise LogError(f"{path}: line {number} is not valid JSON") from None
+            raise LogFormatError(f"{path}: line {number} is not valid JSON") from None
         if not isinstance(record, dict):
-            raise LogError(f"{path}: line {number} is not a JSON object")
+            raise LogFormatError(f"{path}: line {number} is not a JSON object")
         if "t" in record and "event" not in record:
             records.append(record)
             numbers.append(number)
@@ -274,12 +280,12 @@ def _read_jsonl(path: str, text: str) -> SampleLog:
         elif "event" in record:
             log.events.append(record)
     if not log.header:
-        raise LogError(f"{path}: no vramguard header line (schema {SCHEMA})")
+        raise LogFormatError(f"{path}: no vramguard header line (schema {SCHEMA})")
     times = _column(path, records, numbers, "t", required=True)
     backwards = np.flatnonzero(np.diff(times) < 0)
     if len(backwards):
         i = int(backwards[0]) + 1
-        raise LogError(
+        raise LogFormatError(
             f"{path}: line {numbers[i]}: time goes backwards ({times[i]:g} after {times[i - 1]:g})"
         )
     present = set().union(*(r.keys() for r in records[:1000]), *(r.keys() for r in records[-10:]))
@@ -299,7 +305,7 @@ def _read_jsonl(path: str, text: str) -> SampleLog:
 def _check_header(path: str, record: dict[str, Any], log: SampleLog) -> None:
     schema = str(record["schema"])
     if not schema.startswith("vramguard.samples/"):
-        raise LogError(f"{path}: unknown schema {schema!r}")
+        raise LogFormatError(f"{path}: unknown schema {schema!r}")
     if schema != SCHEMA:
         log.warnings.append(f"schema {schema} is newer than {SCHEMA}: reading what it can")
     log.header = record
@@ -328,7 +334,7 @@ def _column(
     for value, number in zip(values, numbers, strict=True):
         problem = _problem(value, name, required)
         if problem is not None:
-            raise LogError(f"{path}: line {number}: {name!r} {problem}")
+            raise LogFormatError(f"{path}: line {number}: {name!r} {problem}")
     raise AssertionError("unreachable: a bad value was found above")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vramguard.fields import FIELDS, NAMES
 from vramguard.probes import Reading
 from vramguard.trend import HOUR, Alarm, DetectorConfig, LeakDetector, Trend
 
@@ -79,9 +80,11 @@ class Sample:
         return None if value is None else float(value)
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(Sample))
-_FLOAT_FIELDS = ("t", "wall_s", "load")
+_FIELD_NAMES = NAMES
+_FLOAT_FIELDS = tuple(f.name for f in FIELDS if f.is_float)
 SAMPLE_FIELDS = _FIELD_NAMES
+if tuple(f.name for f in fields(Sample)) != NAMES:  # pragma: no cover - a developer's slip
+    raise ImportError("Sample's fields differ from vramguard.fields.FIELDS: add it to both")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from vramguard.commands.common import (
 )
 from vramguard.errors import UsageError
 from vramguard.report import html_page, plot_png, summary_rows, trend_document, write_new
-from vramguard.samplelog import LogError, SampleLog, read_log
+from vramguard.samplelog import LogError, LogFormatError, SampleLog, read_log
 from vramguard.tracker import attribute
 from vramguard.trend import Trend, detect_leak
 
@@ -63,7 +63,7 @@ def analyze(
     try:
         trend = detect_leak(t, values, config, budget, load=load)
     except ValueError as exc:
-        raise LogError(f"{log.path}: {exc}") from None
+        raise LogFormatError(f"{log.path}: {exc}") from None
     result = trend_document(trend, name, float(t[0]))
     result.update(
         budget_bytes=budget, log_kind=log.kind, metrics=sorted(log.series), warnings=log.warnings,

@@ -35,20 +35,10 @@ from vramguard.commands.common import (
     time_scale,
 )
 from vramguard.errors import UsageError
+from vramguard.fields import FIELDS
 from vramguard.monitor import Monitor, export_to, result_document
 from vramguard.tracker import LeakAlert, MemoryTracker
 from vramguard.units import format_bytes, format_duration
-
-_SHOWN = (
-    "process_gpu_bytes",
-    "device_used_bytes",
-    "device_total_bytes",
-    "encoder_sessions",
-    "host_rss_bytes",
-    "heap_free_bytes",
-    "open_handles",
-    "threads",
-)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -81,12 +71,13 @@ def _view(monitor: Monitor, alerts: list[LeakAlert]) -> Group:
     table.add_column("field")
     table.add_column("now", justify="right")
     table.add_column("peak", justify="right")
-    for name in _SHOWN:
-        value = sample.get(name) if sample else None
+    for field in FIELDS:
+        name = field.name
+        value = sample.get(name) if sample and field.source == "probe" else None
         if value is None:
             continue
         peak = monitor.tracker.peaks.get(name)
-        bytes_ = name.endswith("_bytes")
+        bytes_ = field.is_bytes
         table.add_row(
             name,
             format_bytes(value) if bytes_ else f"{value:,.0f}",

@@ -31,25 +31,26 @@ from vramguard.encode.backends import (
 )
 from vramguard.encode.config import EncoderConfig
 from vramguard.encode.scheduling import keep_scheduling
+from vramguard.errors import VramguardError
 
 Packet = Any  # av.Packet (generic in PyAV's stubs; its type parameter says nothing here)
 
 _OPEN_LOCK = threading.Lock()  # FFmpeg's log level and capture are process-wide
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(VramguardError, RuntimeError):
     """No encoder could be opened; the message says why for each one tried."""
 
 
-class EncoderError(RuntimeError):
+class EncoderError(VramguardError, RuntimeError):
     """The encoder failed while encoding; the session is no longer usable."""
 
 
-class SessionClosed(RuntimeError):
+class SessionClosed(VramguardError, RuntimeError):
     """The session was used after close()."""
 
 
-class BitrateOutOfRange(ValueError):
+class BitrateOutOfRange(VramguardError, ValueError):
     """A rate a session cannot be asked for: zero, negative, or above its ceiling. The
     session is left as it was, still usable."""
 

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from vramguard.encode.config import EncoderConfig
+from vramguard.errors import VramguardError
 from vramguard.heap import trim_heap
 
 
@@ -53,7 +54,7 @@ class PoolSession(Protocol):
     def close(self) -> list[Any]: ...
 
 
-class PoolError(RuntimeError):
+class PoolError(VramguardError, RuntimeError):
     """Misuse of the pool: a lease released twice, or a closed pool."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import av
 
 from vramguard import faults
+from vramguard.errors import VramguardError
 from vramguard.heap import trim_heap
 from vramguard.pools.allocators import Allocator, Buffer, HostAllocator
 
@@ -38,15 +39,15 @@ class Pressure(enum.Enum):
     HIGH = "high"  # over the budget
 
 
-class StagingError(RuntimeError):
+class StagingError(VramguardError, RuntimeError):
     """Misuse of the staging pool (a lease released twice)."""
 
 
-class StagingBudgetExceeded(MemoryError):
+class StagingBudgetExceeded(VramguardError, MemoryError):
     """The budget cannot hold another buffer even after purging idle ones."""
 
 
-class StagingAllocationFailed(MemoryError):
+class StagingAllocationFailed(VramguardError, MemoryError):
     """The allocator (host or device) refused a buffer even after idle ones were freed."""
 
 

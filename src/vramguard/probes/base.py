@@ -6,24 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-#: Every field a reading may carry, in the order they are shown. Sizes are bytes.
-FIELDS: tuple[str, ...] = (
-    "process_gpu_bytes",
-    "device_used_bytes",
-    "device_total_bytes",
-    "encoder_sessions",
-    "host_rss_bytes",
-    "host_uss_bytes",
-    "heap_in_use_bytes",
-    "heap_free_bytes",
-    "open_handles",
-    "threads",
-)
+from vramguard.errors import VramguardError
+from vramguard.fields import PROBE_FIELDS
+
+#: Every field a reading may carry, in the order they are shown (see vramguard.fields).
+FIELDS: tuple[str, ...] = PROBE_FIELDS
 
 PERMISSION_DENIED = "permission denied"
 
 
-class NoSuchProcess(LookupError):
+class NoSuchProcess(VramguardError, LookupError):
     """The process to read does not exist (or ended while it was read)."""
 
     def __init__(self, pid: int) -> None:

@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vramguard.errors import VramguardError
 from vramguard.probes.base import PERMISSION_DENIED, ProbeResult, ProbeStatus, unavailable
 
 _FIELDS = ("process_gpu_bytes", "device_used_bytes", "device_total_bytes", "encoder_sessions")
 
 
-class NvmlUnavailable(Exception):
+class NvmlUnavailable(VramguardError):
     """An NVML call failed; the message is the human reason."""
 
 
