@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vramguard import faults
-from vramguard.criteria import REFERENCES_MODELLED, Criteria, judge
+from vramguard.criteria import REFERENCES_MODELLED, Criteria, Measures, judge
 from vramguard.encode import EncoderConfig
 from vramguard.pools.references import reference_frame_bytes
 from vramguard.samplelog import SampleLogWriter
@@ -26,7 +26,7 @@ def healthy(**changes: Any) -> dict[str, Any]:
         "metric": "host_rss_bytes",
         "peak_bytes": 200 * MB,
         "growth_bytes_per_hour": 0.2 * MB,
-        "growth_ci_bytes_per_hour": [-0.5 * MB, 0.9 * MB],
+        "growth_ci_bytes_per_hour": (-0.5 * MB, 0.9 * MB),
         "leak_verdict": "ok",
         "session_reuse_rate": 0.92,
         "frames_dropped_memory": 0,
@@ -38,7 +38,8 @@ def healthy(**changes: Any) -> dict[str, Any]:
 
 
 def failed(result: dict[str, Any], time_scale: float = 1.0) -> list[str]:
-    return [row["name"] for row in judge(result, Criteria(), time_scale) if not row["passed"]]
+    rows = judge(Measures(**result), Criteria(), time_scale)
+    return [row.name for row in rows if not row.passed]
 
 
 def test_a_healthy_result_meets_every_criterion() -> None:
@@ -74,7 +75,7 @@ def test_a_short_soak_allows_growth_by_its_time_scale_and_no_more() -> None:
 
 
 def test_each_row_says_how_its_figure_is_known_and_references_are_modelled() -> None:
-    rows = {row["name"]: row for row in judge(healthy(), Criteria())}
+    rows = {row.name: row.as_dict() for row in judge(Measures(**healthy()), Criteria())}
     assert rows["reference frames"]["basis"] == REFERENCES_MODELLED
     assert "modelled" in rows["reference frames"]["threshold"]
     assert rows["peak memory"]["basis"] == "measured: host_rss_bytes"
@@ -82,8 +83,8 @@ def test_each_row_says_how_its_figure_is_known_and_references_are_modelled() -> 
 
 
 def test_unmeasured_criteria_pass_and_say_so() -> None:
-    rows = judge(healthy(session_reuse_rate=None, reference_peak_bytes=None), Criteria())
-    by_name = {row["name"]: row for row in rows}
+    unmeasured = healthy(session_reuse_rate=None, reference_peak_bytes=None)
+    by_name = {row.name: row.as_dict() for row in judge(Measures(**unmeasured), Criteria())}
     for name in ("session reuse", "reference frames"):
         assert by_name[name]["passed"]
         assert by_name[name]["basis"].startswith("not measured in this run")
@@ -96,7 +97,7 @@ def small_soak(tmp_path: Path, criteria: Criteria, seconds: float = 4.0) -> dict
     )  # fmt: skip
     log = SampleLogWriter(tmp_path / "soak.jsonl")
     try:
-        result: dict[str, Any] = SoakRunner(config, log).run()
+        result: dict[str, Any] = SoakRunner(config, log).run().as_dict()
     finally:
         log.close()
     return result

@@ -17,6 +17,7 @@ from vramguard import faults
 from vramguard.encode import EncoderConfig
 from vramguard.encode.backends import SOFTWARE
 from vramguard.monitor import Monitor
+from vramguard.pipelines import ManagedPipeline
 from vramguard.pools.staging import StagingAllocationFailed, StagingPool
 from vramguard.samplelog import LogError, SampleLogWriter, read_log
 from vramguard.soak import Criteria, SoakConfig, SoakRunner
@@ -47,7 +48,7 @@ def soak(
     log = SampleLogWriter(path)
     runner = SoakRunner(config, log, on_fault=lambda kind, msg: heard.append((kind, msg)))
     try:
-        result = runner.run()
+        result = runner.run().as_dict()
         log.result(result)
     finally:
         log.close()
@@ -67,10 +68,15 @@ def vramguard(spec: str | None, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, env=env)  # fmt: skip
 
 
+def managed(runner: SoakRunner) -> ManagedPipeline:
+    assert isinstance(runner.pipeline, ManagedPipeline)
+    return runner.pipeline
+
+
 def nothing_leaked(runner: SoakRunner) -> None:
-    assert runner.pool.stats()["in_use"] == 0 and runner.pool.stats()["idle"] == 0
-    assert runner.staging.stats()["in_use_bytes"] == 0
-    assert runner.staging.stats()["buffers"] == 0
+    assert managed(runner).pool.stats()["in_use"] == 0 and managed(runner).pool.stats()["idle"] == 0
+    assert managed(runner).staging.stats()["in_use_bytes"] == 0
+    assert managed(runner).staging.stats()["buffers"] == 0
     assert faults.open_sessions() == 0  # every encoder opened was closed
 
 
@@ -83,7 +89,7 @@ def test_an_encoder_that_raises_is_replaced_and_the_run_goes_on(
     assert result["failure"] is None and result["frames_dropped_error"] == 2
     assert result["frames_encoded"] == 8 * 30 - 2
     assert result["faults"]["encoder"]["count"] == 2
-    assert runner.pool.stats()["invalidated"] == 2  # the failed sessions never came back
+    assert managed(runner).pool.stats()["invalidated"] == 2  # the failed sessions never came back
     assert [kind for kind, _ in heard] == ["encoder"]  # reported once
     assert [e["kind"] for e in fault_events(path)] == ["encoder"]
     assert "device lost" in heard[0][1]
@@ -114,7 +120,7 @@ def test_a_hardware_session_cap_is_survived_by_closing_idle_sessions(
     result, runner, heard, path = soak(tmp_path, codec="av1", max_idle_bytes=10**12)
     assert result["failure"] is None and result["frames_dropped_error"] == 0
     assert result["frames_encoded"] == 8 * 30
-    assert runner.pool.stats()["open_failures"] >= 1
+    assert managed(runner).pool.stats()["open_failures"] >= 1
     assert [kind for kind, _ in heard] == ["open"]
     assert "idle sessions" in heard[0][1] and "cap" in heard[0][1]
     assert len(fault_events(path)) == 1

@@ -32,7 +32,6 @@ from vramguard.heap import trim_heap
 from vramguard.pools.sessions import PoolError, SessionPool
 from vramguard.recorder import Recorder
 from vramguard.samplelog import SampleLogWriter
-from vramguard.soak import LEAK_SEAM_ENV
 from vramguard.sources import SyntheticSource
 
 #: growth per cycle allowed before it counts as a leak, by metric
@@ -85,6 +84,7 @@ class ChurnRunner:
         on_cycle: Callable[[int, dict[str, Any]], None] | None = None,
         log: SampleLogWriter | None = None,
         on_fault: Callable[[str, str], None] | None = None,
+        leak_bytes_per_frame: int = 0,  # test seam: bytes kept per frame (a leak on cue)
     ) -> None:
         self.config = config
         self.on_cycle = on_cycle
@@ -97,7 +97,7 @@ class ChurnRunner:
         self._stop = threading.Event()
         self._started = time.monotonic()
         self.samples: list[dict[str, Any]] = []
-        self._leak = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)
+        self._leak = leak_bytes_per_frame
         self._kept: list[bytes] = []
         enc = config.encoder
         self.source = SyntheticSource(enc.width, enc.height)

@@ -25,8 +25,6 @@ import re
 import threading
 from dataclasses import dataclass
 
-import av
-
 from vramguard.errors import VramguardError
 
 FAULTS_ENV = "VRAMGUARD_TEST_FAULTS"
@@ -123,6 +121,8 @@ def error(site: str) -> BaseException:
     """The exception a real failure at `site` raises, of the same class and errno as PyAV's
     (what the code under test catches); the message adds what the vendor would have logged
     and says it is a test fault."""
+    import av  # here, not at the top: the probes import this module, and need no PyAV
+
     if site == "encode":  # nvenc's lost device: the frame's encode returns AVERROR_EXTERNAL
         return av.error.ExternalError(
             AVERROR_EXTERNAL_ERRNO,
@@ -145,6 +145,8 @@ def session_opened() -> None:
     if faults is None:
         return
     hit("open")
+    import av
+
     with faults.lock:
         if faults.cap is not None and faults.open_sessions >= faults.cap:
             raise av.error.MemoryError(

@@ -1,14 +1,13 @@
-"""The soak runner: the plan's long-session test on a real encoder, judged against its
-success criteria.
+"""The soak: the plan's long-session test on a real encoder, judged against its success
+criteria. `SoakRunner` is its scheduler: sample, adapt, reconnect, pace, encode.
 
-A cheap synthetic source draws moving frames; the managed pipeline takes each through a
-staging buffer, a pooled encoder session and the reference policy; every sample interval
-the probes and the pools' ledger go into the tracker and the JSONL log. All soak times
-(duration, sampling, adaptation, reconnects) are stream time, frames / fps: without
-`realtime` the encoder runs as fast as it can, so 24 hours of stream take far less wall
-time. `baseline` runs the unmanaged way for a before/after comparison: a new encoder on
-every bitrate change and reconnect, a new frame buffer every frame, no reference policy and
-no heap trimming.
+A source draws moving frames; a `Pipeline` (vramguard.pipelines) gets the sessions and the
+frame buffers: managed (staging pool, session pool, prefetcher, reference policy) or the
+`baseline`'s unmanaged way (a new encoder per change, a new buffer per frame), chosen once
+here and never asked about again. Every sample interval the `Recorder` takes a probe reading
+with the pipeline's ledger into the tracker and the JSONL log. All soak times (duration,
+sampling, adaptation, reconnects) are stream time, frames / fps: without `realtime` the
+encoder runs as fast as it can, so 24 hours of stream take far less wall time.
 
 Probes are read on a sampler thread under a time limit (a hung probe never stalls the
 encoder). Faults are survived where they can be and reported once each (a log event, the
@@ -19,34 +18,28 @@ hangs costs its sample, a log that cannot be written keeps its whole lines and t
 on. An encoder that cannot be opened mid-run ends the run with `failure` set, the result
 written and the criterion "run completed" missed. See docs/reliability.md.
 
-In the managed pipeline a source that costs (testsrc2) draws the next frames into staging
-buffers on a thread of its own (`prefetch`, two ahead), overlapping the encoder, which runs
-without the GIL; the cheap synthetic source draws on the encoding thread.
-
 Teardown order, at the end, on a stop request or a fatal fault: the session in use is
-released (invalidated if it failed); the prefetcher is stopped and its frames released; the
-session pool is closed (its idle sessions closed,
-the heap trimmed); the staging pool is closed (buffers freed); the source is closed; the
-reading in flight is awaited (within its time limit); a last reading after teardown is
-taken; the sampler is stopped; then the caller writes the result and closes the log.
+released (invalidated if it failed); the pipeline is closed (the prefetcher stopped and its
+frames released, the session pool closed with its idle sessions, the staging pool closed,
+the source closed, the heap trimmed); the reading in flight is awaited (within its time
+limit); a last reading after teardown is taken; the sampler is stopped; then the caller
+writes the result and closes the log.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 
 from vramguard import probes
-from vramguard.criteria import REFERENCES_MODELLED, Criteria, judge
+from vramguard.criteria import Criteria, Measures, judge
 from vramguard.encode import (
     EncoderConfig,
     EncoderError,
@@ -55,27 +48,28 @@ from vramguard.encode import (
     open_encoder,
     warm_session_bytes,
 )
-from vramguard.faultlog import FaultLog
-from vramguard.heap import heap_stats, trim_heap
-from vramguard.pools.references import DEFAULT_BUDGET_BYTES, ReferencePolicy, ReferenceTracker
-from vramguard.pools.sessions import PoolError, SessionPool
-from vramguard.pools.staging import (
-    StagingBudgetExceeded,
-    StagingLease,
-    StagingPool,
-    frame_bytes,
+from vramguard.heap import heap_stats
+from vramguard.pipelines import (
+    BaselinePipeline,
+    ManagedPipeline,
+    ManagedSettings,
+    Pipeline,
+    PipelineLedger,
 )
-from vramguard.prefetch import Prefetcher
-from vramguard.probes import Reading
+from vramguard.pools.references import DEFAULT_BUDGET_BYTES
+from vramguard.pools.sessions import PoolError
+from vramguard.recorder import Recorder, budget_for
 from vramguard.samplelog import SampleLogWriter
-from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler
+from vramguard.sampler import DEFAULT_TIME_LIMIT_S
+from vramguard.soakresult import RungResult, SoakResult
 from vramguard.sources import SyntheticSource, make_source
-from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
+from vramguard.tracker import MemoryTracker, Sample
 from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
 
-__all__ = ["Criteria", "SoakConfig", "SoakRunner", "SyntheticSource", "judge"]
+__all__ = ["Criteria", "SoakConfig", "SoakResult", "SoakRunner", "SyntheticSource", "judge"]
 
-#: test-only seam: bytes kept per frame, to prove a leak makes the soak fail (not a user flag)
+#: test-only seam, read by the commands (soak, churn) and handed to the runners' constructors:
+#: bytes kept per frame, to prove a leak makes the run fail (not a user flag)
 LEAK_SEAM_ENV = "VRAMGUARD_TEST_LEAK_BYTES_PER_FRAME"
 
 
@@ -126,6 +120,23 @@ class SoakConfig:
         """The detector's window over its default 8 h: 1 for a 24 h soak, tiny for a minute."""
         return (self.detector_window_s or min(8 * HOUR, self.duration_s / 3)) / (8 * HOUR)
 
+    def managed_settings(self) -> ManagedSettings:
+        """The managed pipeline's policies, defaults resolved."""
+        enc = self.encoder
+        ladder = self.ladder_kbps or (enc.bitrate_kbps,)
+        return ManagedSettings(
+            max_idle=self.max_idle if self.max_idle is not None else len(ladder) + 1,
+            max_sessions=self.max_sessions,
+            idle_ttl_s=max(300.0, 2 * (self.adapt_every_s or 0) * len(ladder)),
+            max_idle_bytes=(
+                self.max_idle_bytes if self.max_idle_bytes is not None
+                else warm_session_bytes(enc)
+            ),
+            reference_budget_bytes=self.reference_budget_bytes,
+            staging_budget_bytes=self.staging_budget_bytes,
+            draws_ahead=self.draws_ahead,
+        )  # fmt: skip
+
     def detector(self) -> DetectorConfig:
         """The detector on the soak's time scale. Its warm-up covers the encoder's start and
         one pass through the ladder (every rung's session opened once: the pool warming)."""
@@ -145,7 +156,7 @@ class SoakConfig:
 
 @dataclass
 class SoakState:
-    """What a soak has done so far: counters, the session held, the last sample."""
+    """What a soak has done so far: counters and how it ended."""
 
     frames: int = 0
     dropped_memory: int = 0
@@ -154,23 +165,24 @@ class SoakState:
     samples_skipped: int = 0
     late: int = 0
     bytes_out: int = 0
-    baseline_sessions: int = 0
-    baseline_acquisitions: int = 0
     keyframes: int = 0
     # keyframes a rate change caused: a new session's first, or one an encoder that changed
     # in place added (EncoderSession.stats: nvenc's IDR; never libx264)
     rate_change_keyframes: int = 0
     rate_changes: int = 0
     rung_bytes: dict[int, list[int]] = field(default_factory=dict)  # kbps -> [bytes, frames]
-    reference_peak: int = 0
-    last_sample: Sample | None = None
-    alerts: list[LeakAlert] = field(default_factory=list)
     stop_reason: str | None = None
     failure: str | None = None  # the fault that ended the run early
 
 
+def _rate_keyframes(session: EncoderSession | None) -> int:
+    stats = getattr(session, "stats", None)
+    return int(getattr(stats, "keyframes_after_rate_change", 0))
+
+
 class SoakRunner:
-    """Runs one soak. `stop()` (from a signal handler, say) ends it cleanly at the next frame."""
+    """Runs one soak. `stop()` (from a signal handler, say) ends it cleanly at the next frame.
+    `leak_bytes_per_frame` is a test seam: bytes kept per frame, to prove a leak fails it."""
 
     def __init__(
         self,
@@ -179,51 +191,45 @@ class SoakRunner:
         on_sample: Callable[[SoakRunner, Sample], None] | None = None,
         open_session: Callable[[EncoderConfig], Any] = open_encoder,
         on_fault: Callable[[str, str], None] | None = None,
+        leak_bytes_per_frame: int = 0,
     ) -> None:
         self.config = config
         self.log = log
-        self.on_sample = on_sample
-        self.reports = FaultLog(log, on_fault)
-        self.sampler: Sampler[tuple[float, float, dict[str, int | None]]] | None = None
-        self._held: Any = None  # the pool's lease (or, in the baseline, the session itself)
-        self._session: EncoderSession | None = None
-        self._started = 0.0
-        self._prefetch: Prefetcher | None = None
         self._open = open_session
         self._stop = threading.Event()
+        self._started = 0.0
         self.state = SoakState()
         self.tracker = MemoryTracker(detector_config=config.detector())
-        # preallocated, like the tracker's ring: the runner's memory must not grow as it samples
+        hear = None if on_sample is None else (lambda sample: on_sample(self, sample))
+        # preallocated, like the tracker's ring: memory must not grow as the soak samples
         capacity = int(config.duration_s / config.sample_every_s) + 4
-        self._series = np.full((2, capacity), np.nan)
-        self._points = 0
+        self.recorder = Recorder(probes.read, self.tracker, log, on_sample=hear,
+                                 on_fault=on_fault, time_limit_s=config.probe_time_limit_s,
+                                 capacity=capacity)  # fmt: skip
+        self.reports = self.recorder.reports
         self.encoder_name: str | None = None
         self.encoder_reason: str | None = None
         self.hardware = False
         self.wall_s = 0.0
         self.after_teardown: Sample | None = None
         self.final_trend: Trend | None = None  # the verdict's trend, once result() ran
-        enc = config.encoder
-        self.source = make_source(config.source, enc.width, enc.height, enc.fps)
-        ladder = config.ladder_kbps or (enc.bitrate_kbps,)
-        self.pool = SessionPool(
-            self._open,
-            max_idle=config.max_idle if config.max_idle is not None else len(ladder) + 1,
-            max_sessions=config.max_sessions,
-            idle_ttl_s=max(300.0, 2 * (config.adapt_every_s or 0) * len(ladder)),
-            on_event=self._pool_event,
-            max_idle_bytes=(
-                config.max_idle_bytes
-                if config.max_idle_bytes is not None
-                else warm_session_bytes(enc)
-            ),
-        )
-        self._rate_keyframes_before = 0  # the held session's count when it was taken
-        self._new_session_for_rate = False  # a session taken for a rate change, no frame yet
-        budget = config.staging_budget_bytes or 8 * frame_bytes(enc.width, enc.height, "yuv420p")
-        self.staging = StagingPool(budget)
-        self._leak_per_frame = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)
+        self._marked: tuple[EncoderSession | None, int] | None = None
+        self._leak_per_frame = leak_bytes_per_frame
         self._leaked: list[bytes] = []
+        self.pipeline = self._pipeline()
+
+    def _pipeline(self) -> Pipeline:
+        """The one place a baseline run differs: its pipeline."""
+        cfg, enc = self.config, self.config.encoder
+        source = make_source(cfg.source, enc.width, enc.height, enc.fps)
+        if cfg.baseline:
+            return BaselinePipeline(source, cfg.ladder_kbps, self._open)
+        return ManagedPipeline(source, cfg.ladder_kbps, cfg.managed_settings(), self._open,
+                               self._pipeline_fault)  # fmt: skip
+
+    def _pipeline_fault(self, kind: str, message: str, t: float | None) -> None:
+        now = self.state.frames / self.config.encoder.fps
+        self.recorder.fault(kind, message, now if t is None else t)
 
     def stop(self, reason: str = "stopped") -> None:
         self.state.stop_reason = reason
@@ -242,176 +248,124 @@ class SoakRunner:
         probe.close()
         return replace(enc, encoder=self.encoder_name)
 
-    def _policy(self, kbps: int) -> tuple[EncoderConfig, ReferencePolicy]:
-        enc = self._encoder_config
-        ceiling = max((*self.config.ladder_kbps, enc.bitrate_kbps, kbps))
-        base = replace(enc, bitrate_kbps=kbps, max_bitrate_kbps=ceiling)
-        policy = ReferencePolicy.for_config(base, self.config.reference_budget_bytes)
-        if self.config.baseline:  # the encoder's own reference settings, opened at its rate
-            return replace(base, max_bitrate_kbps=None), policy
-        options = {**policy.encoder_options(enc.encoder), **enc.options}
-        return replace(base, options=options), policy
+    def _begin(self, kbps: int) -> None:
+        self.pipeline.begin(kbps)
+        self._mark()
 
-    def _begin_session(self, kbps: int) -> None:
-        config, _ = self._policy(kbps)
-        if self.config.baseline:
-            self._session = self._held = self._open(config)
-            self.state.baseline_sessions += 1
-            self.state.baseline_acquisitions += 1
-        else:
-            self._held = self.pool.acquire(config, timeout=30.0)
-            self._session = self._held.session
-        self._rate_keyframes_before = self._rate_keyframes()
+    def _mark(self) -> None:
+        """Remember the held session's rate-change keyframes when it was taken."""
+        session = self.pipeline.session
+        self._marked = (session, _rate_keyframes(session))
 
-    def _rate_keyframes(self) -> int:
-        stats = getattr(self._session, "stats", None)
-        return int(getattr(stats, "keyframes_after_rate_change", 0))
+    def _account(self) -> None:
+        """Count the rate-change keyframes the held session added while it was held."""
+        if self._marked is not None:
+            session, before = self._marked
+            self.state.rate_change_keyframes += _rate_keyframes(session) - before
+            self._marked = None
 
-    def _end_session(self, failed: str | None = None) -> None:
-        """Give the session back: released (drained and kept warm by the pool), or, when it
-        failed, invalidated (closed, never reused). The baseline closes it either way."""
-        held, session = self._held, self._session
-        if session is not None:
-            self.state.rate_change_keyframes += self._rate_keyframes() - self._rate_keyframes_before
-        self._held = self._session = None
-        if session is None:
-            return
-        if self.config.baseline:
-            session.close()
-        elif failed is not None:
-            self.pool.invalidate(held, reason=failed)
-        else:
-            held.release()
+    def _end(self, failed: str | None = None) -> None:
+        self._account()
+        self.pipeline.end(failed)
+
+    def _adapt(self, kbps: int) -> bool:
+        """The client's new rate; True when its own session took it in place."""
+        self.state.rate_changes += 1
+        in_place = self.pipeline.adapt(kbps)
+        if not in_place:
+            self._account()
+            self._mark()
+        return in_place
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
-        self._encoder_config = self._resolve_encoder()
-        self._prewarm()
-        self.sampler = Sampler(probes.read, self.config.probe_time_limit_s)
+    def run(self) -> SoakResult:
+        encoder = self._resolve_encoder()
+        prewarm(self.config.detector())  # numpy's and LAPACK's one-time costs, before measuring
         self._started = time.monotonic()
         try:
-            self._loop()
+            self._loop(encoder)
             self.wall_s = time.monotonic() - self._started
             self._after_teardown()
         finally:
-            self.sampler.close()
+            self.recorder.close()
         return self.result()
 
-    def _loop(self) -> None:
-        cfg = self.config
-        enc = cfg.encoder
-        ladder = cfg.ladder_kbps or (enc.bitrate_kbps,)
-        rung = ladder.index(enc.bitrate_kbps) if enc.bitrate_kbps in ladder else 0
-        total_frames = max(1, round(cfg.duration_s * enc.fps))
-        references = None if cfg.baseline else self._policy(ladder[rung])[1].tracker()
+    def _loop(self, encoder: EncoderConfig) -> None:
+        cfg, fps = self.config, self.config.encoder.fps
+        ladder = cfg.ladder_kbps or (encoder.bitrate_kbps,)
+        rung = ladder.index(encoder.bitrate_kbps) if encoder.bitrate_kbps in ladder else 0
+        total_frames = max(1, round(cfg.duration_s * fps))
         next_sample = 0.0
         next_adapt = cfg.adapt_every_s or math.inf
         next_reconnect = cfg.reconnect_every_s or math.inf
-        if not cfg.baseline and cfg.draws_ahead:
-            self._prefetch = Prefetcher(self.source, self.staging, range(total_frames))
+        new_for_rate = False  # a session taken for a rate change, no frame yet: an IDR
         try:
-            self._begin_session(ladder[rung])
+            self.pipeline.start(encoder, total_frames)
+            self._begin(ladder[rung])
             for index in range(total_frames):
                 if self._stop.is_set():
                     break
-                t = index / enc.fps
-                self._collect()
+                t = index / fps
+                self.recorder.collect()
                 if t >= next_sample:
-                    self._request_sample(t, references)
+                    self._request_sample(t)
                     next_sample += cfg.sample_every_s
                 if t >= next_adapt:
                     next_adapt += cfg.adapt_every_s or math.inf
                     rung = (rung + 1) % len(ladder)
-                    if not self._adapt(ladder[rung]):
-                        self._new_session_for_rate = True  # its first frame: an IDR
-                        if references is not None:
-                            references.reset()
+                    new_for_rate = not self._adapt(ladder[rung])
                 if t >= next_reconnect:
                     next_reconnect += cfg.reconnect_every_s or math.inf
-                    self._end_session()
-                    self._begin_session(ladder[rung])
-                    self._new_session_for_rate = False  # its keyframe is the reconnect's
-                    if references is not None:
-                        references.reset()
+                    self._end()
+                    self._begin(ladder[rung])
+                    new_for_rate = False  # its keyframe is the reconnect's
                 if cfg.realtime:
                     self._pace(t)
-                if not self._one_frame(index, references):
-                    self._replace_session(ladder[rung], t)
-                    if references is not None:
-                        references.reset()
+                new_for_rate = self._one_frame(index, ladder[rung], new_for_rate)
         except (EncoderUnavailable, EncoderError, PoolError) as exc:
-            self._fail(f"cannot go on encoding: {exc}", self.state.frames / enc.fps)
+            self._fail(f"cannot go on encoding: {exc}", self.state.frames / fps)
         finally:
-            self._end_session()
-            if self._prefetch is not None:
-                self._prefetch.close()  # its leases back before the staging pool closes
-            self.pool.close()
-            self.staging.close()
-            self.source.close()
-            if not cfg.baseline:
-                trim_heap()
-            self._collect(settle=True)
+            self._end()
+            self.pipeline.close()
+            self.recorder.collect(settle=True)
+
+    def _one_frame(self, index: int, kbps: int, new_for_rate: bool) -> bool:
+        """Encode frame `index`, replacing the session when it fails; returns whether the
+        session is still one taken for a rate change that has not yet sent a frame."""
+        encoded = self._encode(index, new_for_rate)
+        if encoded is None:
+            self._replace_session(kbps, index / self.config.encoder.fps)
+            return False
+        return new_for_rate and not encoded
 
     def _replace_session(self, kbps: int, t: float) -> None:
         """After an encoder error: the failed session is invalidated and a new one taken,
         unless `max_encoder_errors` failed in a row (then the run ends)."""
         failure = self.reports.last["encoder"]
-        self._end_session(failed=failure)
+        self._end(failed=failure)
         if self.state.errors_in_a_row >= self.config.max_encoder_errors:
             self._fail(f"the encoder failed {self.state.errors_in_a_row} times in a row: "
                        f"{failure}", t)  # fmt: skip
             return
-        self._begin_session(kbps)
+        self._begin(kbps)
 
     def _fail(self, message: str, t: float) -> None:
         """A fault the run cannot go on after: stop at once, with the result to tell."""
         self.state.failure = message
-        self.reports.fault("fatal", message, t)
+        self.recorder.fault("fatal", message, t)
         self._stop.set()
 
     def _after_teardown(self) -> None:
         """Memory once everything is closed: logged as an event, not judged as a sample (it
         is another regime: what came back)."""
         t = self.state.frames / self.config.encoder.fps
-        assert self.sampler is not None
-        done = self.sampler.wait((t, time.monotonic() - self._started, {}))
-        if done.reading is None:
-            self.reports.fault("probe", done.error or "no reading", t)
+        sample = self.recorder.read_now(t, time.monotonic() - self._started)
+        if sample is None:
             return
-        wall_s = time.monotonic() - self._started
-        sample = Sample.from_reading(done.reading, t=t, wall_s=wall_s)
         self.after_teardown = sample
         fields = {k: v for k, v in sample.as_dict().items() if k not in ("t", "wall_s")}
-        self.reports.write({"t": t, "event": "after_teardown", **fields}, t)
-
-    def _prewarm(self) -> None:
-        """Pay the detector's one-time costs (numpy's and LAPACK's code pages, ~2.5 MB of
-        RSS here) before measuring, so that they do not read as the soak's growth."""
-        prewarm(self.config.detector())
-
-    def _adapt(self, kbps: int) -> bool:
-        """The client's new rate; True when its own session took it in place (the pool's
-        `change_bitrate`), False when it got another session (the baseline always does)."""
-        self.state.rate_changes += 1
-        if self.config.baseline or self._held is None:
-            self._end_session()
-            self._begin_session(kbps)
-            return False
-        old = self._held
-        try:
-            held = self.pool.change_bitrate(old, kbps, timeout=30.0)
-        finally:
-            if not old.active:  # released for a session at the new rate
-                self.state.rate_change_keyframes += (
-                    self._rate_keyframes() - self._rate_keyframes_before
-                )
-                self._held = self._session = None
-        if held is old:
-            return True
-        self._held, self._session = held, held.session
-        self._rate_keyframes_before = self._rate_keyframes()
-        return False
+        self.recorder.write({"t": t, "event": "after_teardown", **fields}, t)
 
     def _pace(self, t: float) -> None:
         behind = time.monotonic() - self._started - t
@@ -420,220 +374,138 @@ class SoakRunner:
         elif behind < 0:
             time.sleep(-behind)
 
-    def _one_frame(self, index: int, references: ReferenceTracker | None) -> bool:
-        """Encode frame `index`; False when the encoder failed (the frame is lost)."""
-        enc = self.config.encoder
-        session = self._session
-        assert session is not None
+    def _encode(self, index: int, new_for_rate: bool) -> bool | None:
+        """Frame `index` through the pipeline, counted. None when the encoder failed (the
+        frame is lost); else whether the session sent packets (False: none yet, or the
+        frame was dropped for memory)."""
+        state = self.state
         try:
-            if self.config.baseline:
-                image = np.empty((enc.height * 3 // 2, enc.width), np.uint8)  # new every frame
-                self.source.draw(image, index)
-                packets = session.encode(av.VideoFrame.from_ndarray(image, format="yuv420p"))
-            else:
-                lease = self._staged(index)
-                if lease is None:
-                    return True  # dropped for memory
-                try:
-                    packets = session.encode(lease.frame)
-                finally:
-                    lease.release(fence=session.fence())
+            packets = self.pipeline.encode(index)
         except EncoderError as exc:
-            self.state.dropped_error += 1
-            self.state.errors_in_a_row += 1
-            self.reports.fault("encoder", str(exc), index / enc.fps)
+            state.dropped_error += 1
+            state.errors_in_a_row += 1
+            self.recorder.fault("encoder", str(exc), index / self.config.encoder.fps)
+            return None
+        if packets is None:
+            state.dropped_memory += 1
             return False
-        self.state.errors_in_a_row = 0
-        self.state.frames += 1
+        state.errors_in_a_row = 0
+        state.frames += 1
         size = sum(p.size for p in packets)
-        self.state.bytes_out += size
-        self.state.keyframes += sum(1 for p in packets if p.is_keyframe)
-        if self._new_session_for_rate and packets:
-            self._new_session_for_rate = False
-            self.state.rate_change_keyframes += bool(packets[0].is_keyframe)
-        rung = self.state.rung_bytes.setdefault(session.config.bitrate_kbps, [0, 0])
+        state.bytes_out += size
+        state.keyframes += sum(1 for p in packets if p.is_keyframe)
+        if new_for_rate and packets:
+            state.rate_change_keyframes += bool(packets[0].is_keyframe)
+        session = self.pipeline.session
+        assert session is not None
+        rung = state.rung_bytes.setdefault(session.config.bitrate_kbps, [0, 0])
         rung[0] += size
         rung[1] += 1
-        if references is not None:
-            references.on_frame(keyframe=bool(packets) and packets[0].is_keyframe)
-            self.state.reference_peak = max(self.state.reference_peak, references.reference_bytes)
         if self._leak_per_frame:
             self._leaked.append(b"\x01" * self._leak_per_frame)
-        return True
+        return bool(packets)
 
-    def _pool_event(self, event: str, detail: Any) -> None:
-        if event == "open_retry":  # survived, but the user should hear of a session cap
-            self.reports.fault("open", str(detail), self.state.frames / self.config.encoder.fps)
-
-    def _staged(self, index: int) -> StagingLease | None:
-        """Frame `index` in a staging buffer (drawn ahead by the prefetcher, or now); None
-        when no buffer could be had: the frame is dropped for memory."""
-        error: MemoryError | None = None
-        lease: StagingLease | None = None
-        if self._prefetch is not None:
-            drawn = self._prefetch.next()
-            assert drawn.index == index, f"frame {drawn.index} drawn for {index}"
-            lease, error = drawn.lease, drawn.error
-        else:
-            try:
-                lease = self.staging.acquire(self.source.width, self.source.height)
-            except MemoryError as exc:  # over the budget, or the allocator refused
-                error = exc
-            else:
-                try:
-                    self.source.draw(lease.array, index)
-                except BaseException:
-                    lease.release()
-                    raise
-        if lease is None:
-            self.state.dropped_memory += 1
-            if not isinstance(error, StagingBudgetExceeded):
-                self.reports.fault("staging", str(error), index / self.config.encoder.fps)
-        return lease
-
-    def _request_sample(self, t: float, references: ReferenceTracker | None) -> None:
-        """Ask the sampler for a reading, with what the pools hold now; the reading comes
-        back through `_collect` (a slow probe costs this sample, never a frame)."""
-        pool = self.pool.stats()
-        staging = self.staging.stats()
-        if staging["allocation_failures"] and "staging" not in self.reports.faults:
-            self.reports.fault("staging", f"{self.staging.last_allocation_error}; retried after "
-                        "freeing idle buffers", t)  # fmt: skip
-        ledger: dict[str, int | None] = {
-            "sessions_active": int(pool["in_use"]) if not self.config.baseline else 1,
-            "sessions_idle": int(pool["idle"]) if not self.config.baseline else 0,
-            "reference_bytes": references.reference_bytes if references is not None else None,
-            "staging_in_use_bytes": staging["in_use_bytes"],
-            "staging_idle_bytes": staging["idle_bytes"],
+    def _request_sample(self, t: float) -> None:
+        """Ask for a reading with what the pipeline holds now; it comes back through
+        `recorder.collect` (a slow probe costs this sample, never a frame)."""
+        ledger = {
+            **self.pipeline.sample_ledger(t),
             "frames_encoded": self.state.frames,
             "frames_dropped_memory": self.state.dropped_memory,
             "frames_late": self.state.late,
         }
-        assert self.sampler is not None
-        if not self.sampler.request((t, time.monotonic() - self._started, ledger)):
+        if not self.recorder.request(t, time.monotonic() - self._started, ledger):
             self.state.samples_skipped += 1
-
-    def _collect(self, settle: bool = False) -> None:
-        """Take in the readings that finished (with `settle`, wait for the one in flight)."""
-        assert self.sampler is not None
-        for done in self.sampler.settle() if settle else self.sampler.poll():
-            t, wall_s, ledger = done.context
-            if done.reading is None:
-                self.reports.fault("probe", done.error or "no reading", t)
-            else:
-                self._take(done.reading, t, wall_s, ledger)
-
-    def _take(
-        self, reading: Reading, t: float, wall_s: float, ledger: dict[str, int | None]
-    ) -> None:
-        sample = Sample.from_reading(reading, t=t, wall_s=wall_s, **ledger)
-        if self.tracker.metric is None:
-            self.tracker.metric = choose_process_metric(sample)
-        alert = self.tracker.add(sample)
-        value = sample.get(self.tracker.metric or "")
-        if value is not None and self._points < self._series.shape[1]:
-            self._series[:, self._points] = (t, value)
-            self._points += 1
-        self.reports.write(sample.as_dict(), t)
-        if alert is not None:
-            self.reports.write(alert.as_dict(), t)
-            self.state.alerts.append(alert)
-        self.state.last_sample = sample
-        if self.on_sample is not None:
-            self.on_sample(self, sample)
 
     # -- the verdict ----------------------------------------------------------------------
 
     @property
     def times(self) -> npt.NDArray[np.float64]:
-        return self._series[0, : self._points]
+        return self.recorder.series.times
 
     @property
     def values(self) -> npt.NDArray[np.float64]:
-        return self._series[1, : self._points]
+        return self.recorder.series.values
 
     def trend(self) -> Trend:
-        budget = self.state.last_sample.device_total_bytes if self.state.last_sample else None
-        metric = self.tracker.metric
-        return detect_leak(
-            self.times, self.values, self.config.detector(),
-            budget if metric != "host_rss_bytes" else None,
-        )  # fmt: skip
+        budget = budget_for(self.tracker.metric, self.recorder.last)
+        return detect_leak(self.times, self.values, self.config.detector(), budget)
 
-    def _rungs(self) -> list[dict[str, Any]]:
+    def _rungs(self) -> tuple[RungResult, ...]:
         """Each rate asked, over all its turns: frames, bytes and the rate measured."""
         fps = self.config.encoder.fps
-        return [
-            {"kbps": kbps, "frames": frames, "bytes": size,
-             "measured_kbps": size * 8 * fps / frames / 1000 if frames else None}
+        return tuple(
+            RungResult(kbps, frames, size,
+                       size * 8 * fps / frames / 1000 if frames else None)
             for kbps, (size, frames) in sorted(self.state.rung_bytes.items())
-        ]  # fmt: skip
+        )  # fmt: skip
 
-    def result(self) -> dict[str, Any]:
-        cfg, enc, state = self.config, self.config.encoder, self.state
+    def result(self) -> SoakResult:
+        cfg, state = self.config, self.state
         trend = self.final_trend = self.trend()
-        pool = self.pool.stats()
-        # sessions asked for: each connect, reconnect and rate change (one served in place
-        # on the client's own session counts as served warm)
-        acquisitions = state.baseline_acquisitions if cfg.baseline else int(pool["requests"])
-        reuse = 0.0 if cfg.baseline else float(pool["reuse_rate"])
-        created = state.baseline_sessions if cfg.baseline else int(pool["created"])
-        heap = heap_stats()
-        result: dict[str, Any] = {
-            "codec": enc.codec,
-            "encoder": self.encoder_name,
-            "encoder_reason": self.encoder_reason,
-            "hardware": self.hardware,
-            "resolution": f"{enc.width}x{enc.height}",
-            "fps_target": enc.fps,
-            "bitrate_kbps": enc.bitrate_kbps,
-            "ladder_kbps": list(cfg.ladder_kbps),
-            "baseline": cfg.baseline,
-            "realtime": cfg.realtime,
-            "stream_s": state.frames / enc.fps,
-            "wall_s": self.wall_s,
+        ledger = self.pipeline.ledger()
+        alerts = self.tracker.alerts
+        measures = Measures(
+            metric=self.tracker.metric, peak_bytes=trend.peak_bytes,
+            growth_bytes_per_hour=trend.slope_bytes_per_hour,
+            growth_ci_bytes_per_hour=trend.slope_ci_bytes_per_hour, leak_verdict=trend.verdict,
+            session_reuse_rate=ledger.reuse_rate if ledger.acquisitions > 1 else None,
+            frames_dropped_memory=state.dropped_memory,
+            reference_peak_bytes=ledger.reference_peak_bytes, failure=state.failure,
+        )  # fmt: skip
+        criteria = judge(measures, cfg.criteria, cfg.time_scale)
+        return SoakResult(
+            **self._run_fields(), **self._measured_fields(measures, trend),
+            **self._pipeline_fields(ledger),
+            likely_source=alerts[-1].likely_source if alerts else None,
+            interrupted=state.stop_reason if state.failure is None else None,
+            failure=state.failure, faults={k: dict(v) for k, v in self.recorder.faults.items()},
+            samples=len(self.times), samples_skipped=state.samples_skipped,
+            log_error=self.log.error if self.log is not None else None,
+            growth_threshold_bytes_per_hour=cfg.criteria.max_growth_bytes_per_hour
+            / cfg.time_scale,
+            criteria=criteria, verdict="pass" if all(c.passed for c in criteria) else "fail",
+        )  # fmt: skip
+
+    def _run_fields(self) -> dict[str, Any]:
+        cfg, enc, state = self.config, self.config.encoder, self.state
+        return {
+            "codec": enc.codec, "encoder": self.encoder_name,
+            "encoder_reason": self.encoder_reason, "hardware": self.hardware,
+            "resolution": f"{enc.width}x{enc.height}", "fps_target": enc.fps,
+            "bitrate_kbps": enc.bitrate_kbps, "ladder_kbps": tuple(cfg.ladder_kbps),
+            "baseline": cfg.baseline, "realtime": cfg.realtime,
+            "stream_s": state.frames / enc.fps, "wall_s": self.wall_s,
             "frames_encoded": state.frames,
             "fps": state.frames / self.wall_s if self.wall_s > 0 else None,
-            "bytes_out": state.bytes_out,
-            "frames_dropped_memory": state.dropped_memory,
-            "frames_dropped_error": state.dropped_error,
-            "frames_late": state.late,
-            "metric": self.tracker.metric,
-            "peak_bytes": trend.peak_bytes,
-            "growth_bytes_per_hour": trend.slope_bytes_per_hour,
-            "growth_ci_bytes_per_hour": (
-                list(trend.slope_ci_bytes_per_hour) if trend.slope_ci_bytes_per_hour else None
-            ),
-            "leak_verdict": trend.verdict,
-            "first_alert_t": trend.first_alert_t,
+            "bytes_out": state.bytes_out, "frames_dropped_memory": state.dropped_memory,
+            "frames_dropped_error": state.dropped_error, "frames_late": state.late,
+            "rate_changes": state.rate_changes, "keyframes": state.keyframes,
+            "rate_change_keyframes": state.rate_change_keyframes, "rungs": self._rungs(),
+        }  # fmt: skip
+
+    def _measured_fields(self, measures: Measures, trend: Trend) -> dict[str, Any]:
+        heap = heap_stats()
+        metric = self.tracker.metric or ""
+        return {
+            "metric": measures.metric, "peak_bytes": measures.peak_bytes,
+            "growth_bytes_per_hour": measures.growth_bytes_per_hour,
+            "growth_ci_bytes_per_hour": measures.growth_ci_bytes_per_hour,
+            "leak_verdict": trend.verdict, "first_alert_t": trend.first_alert_t,
             "leak_reason": trend.reason,
-            "likely_source": state.alerts[-1].likely_source if state.alerts else None,
-            "sessions_created": created,
-            "acquisitions": acquisitions,
-            "session_reuse_rate": reuse if acquisitions > 1 else None,
-            "rate_changes": state.rate_changes,
-            "adapted_in_place": 0 if cfg.baseline else int(pool["adapted_in_place"]),
-            "keyframes": state.keyframes,
-            "rate_change_keyframes": state.rate_change_keyframes,
-            "max_idle_bytes": None if cfg.baseline else self.pool.max_idle_bytes,
-            "rungs": self._rungs(),
-            "reference_peak_bytes": state.reference_peak if not cfg.baseline else None,
-            "reference_peak_basis": None if cfg.baseline else REFERENCES_MODELLED,
-            "staging_peak_bytes": self.staging.stats()["peak_bytes"] if not cfg.baseline else None,
             "heap_free_bytes": heap.free_bytes if heap else None,
             "after_teardown_bytes": (
-                self.after_teardown.get(self.tracker.metric or "") if self.after_teardown else None
+                self.after_teardown.get(metric) if self.after_teardown else None
             ),
-            "interrupted": state.stop_reason if state.failure is None else None,
-            "failure": state.failure,
-            "faults": self.reports.faults,
-            "samples": len(self.times),
-            "samples_skipped": state.samples_skipped,
-            "log_error": self.log.error if self.log is not None else None,
-        }
-        result["growth_threshold_bytes_per_hour"] = (
-            cfg.criteria.max_growth_bytes_per_hour / cfg.time_scale
-        )
-        result["criteria"] = judge(result, cfg.criteria, cfg.time_scale)
-        result["verdict"] = "pass" if all(c["passed"] for c in result["criteria"]) else "fail"
-        return result
+        }  # fmt: skip
+
+    @staticmethod
+    def _pipeline_fields(ledger: PipelineLedger) -> dict[str, Any]:
+        return {
+            "sessions_created": ledger.sessions_created, "acquisitions": ledger.acquisitions,
+            "session_reuse_rate": ledger.reuse_rate if ledger.acquisitions > 1 else None,
+            "adapted_in_place": ledger.adapted_in_place, "max_idle_bytes": ledger.max_idle_bytes,
+            "reference_peak_bytes": ledger.reference_peak_bytes,
+            "reference_peak_basis": ledger.reference_peak_basis,
+            "staging_peak_bytes": ledger.staging_peak_bytes,
+        }  # fmt: skip

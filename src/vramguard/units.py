@@ -102,6 +102,15 @@ def format_bytes(value: int | float | None) -> str:
     return f"{value / 2**20:,.1f} MiB"
 
 
+def format_rate(bytes_per_hour: float | None) -> str:
+    """Growth for the screen, in the unit `format_bytes` uses: "+1.25 MiB/h"."""
+    if bytes_per_hour is None or not math.isfinite(bytes_per_hour):
+        return "not measured"
+    if abs(bytes_per_hour) >= 10 * 2**30:
+        return f"{bytes_per_hour / 2**30:+,.2f} GiB/h"
+    return f"{bytes_per_hour / 2**20:+,.2f} MiB/h"
+
+
 def format_duration(seconds: float | None) -> str:
     """Seconds for the screen: "45s", "12m 5s", "3h 20m", "2d 4h"; "n/a" for unknown."""
     if seconds is None or not math.isfinite(seconds):

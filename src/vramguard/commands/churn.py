@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -26,6 +27,7 @@ from vramguard.commands.common import (
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError
+from vramguard.soak import LEAK_SEAM_ENV
 from vramguard.units import format_bytes, parse_resolution
 
 
@@ -68,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
                    config={"codec": args.codec, "cycles": args.cycles, "frames": args.frames,
                            "resolution": f"{width}x{height}"})  # fmt: skip
     try:
-        runner = ChurnRunner(config, log=log, on_fault=fault_printer(Console(stderr=True)))
+        leak = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)  # test seam, not a user flag
+        runner = ChurnRunner(config, log=log, on_fault=fault_printer(Console(stderr=True)),
+                             leak_bytes_per_frame=leak)  # fmt: skip
         result = _run_stoppable(runner)
         if log is not None:
             log.result(result)

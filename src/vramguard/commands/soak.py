@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any
 
@@ -37,16 +38,18 @@ from vramguard.commands.common import (
     start_exporter,
     stop_by_name,
 )
+from vramguard.criteria import CriterionRow
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
 from vramguard.report import html_page, plot_png, write_new
 from vramguard.samplelog import LogError, SampleLogWriter
-from vramguard.soak import Criteria, SoakConfig, SoakRunner
+from vramguard.soak import LEAK_SEAM_ENV, Criteria, SoakConfig, SoakRunner
+from vramguard.soakresult import SoakResult
 from vramguard.sources import SOURCES
 from vramguard.tracker import Sample
-from vramguard.units import format_bytes, format_duration, parse_resolution
+from vramguard.units import format_bytes, format_duration, format_rate, parse_resolution
 
 
 def _ladder(text: str) -> tuple[int, ...]:
@@ -200,17 +203,16 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
         probes.close()
-    if path is not None:
-        result["log"] = path
+    result = result.with_log(path)
     if args.html:
         _write_html(args.html, runner, result, args.force)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.as_dict(), indent=2))
     else:
         print_soak(result)
-    if result["interrupted"]:
-        return signal_exit_code(result["interrupted"])
-    return 0 if result["verdict"] == "pass" else 1
+    if result.interrupted:
+        return signal_exit_code(result.interrupted)
+    return 0 if result.passed else 1
 
 
 def _run_with_progress(
@@ -218,7 +220,7 @@ def _run_with_progress(
     log: SampleLogWriter | None,
     console: Console,
     exporter: MetricsExporter | None = None,
-) -> tuple[dict[str, Any], SoakRunner]:
+) -> tuple[SoakResult, SoakRunner]:
     progress = Progress(
         TextColumn("[bold]soak[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
@@ -230,22 +232,24 @@ def _run_with_progress(
         trend = runner.tracker.trend()
         if exporter is not None:
             suspected = runner.tracker.detector.alarm is not None
-            exporter.update(sample, trend, suspected, runner.pool.stats())
+            exporter.update(sample, trend, suspected, runner.pipeline.ledger().exporter_counts())
         memory = format_bytes(sample.get(runner.tracker.metric or ""))
         slope = trend.slope_bytes_per_hour
-        status = f"{memory}, {'learning' if slope is None else f'{slope / 1e6:+.1f} MB/h'}"
-        if runner.state.alerts:
+        status = f"{memory}, {'learning' if slope is None else format_rate(slope)}"
+        if runner.tracker.alerts:
             status += " [red]LEAK[/]"
         progress.update(task, completed=sample.t, status=status)
 
-    runner = SoakRunner(config, log, on_sample, on_fault=fault_printer(console))
+    leak = int(os.environ.get(LEAK_SEAM_ENV, "0") or 0)  # test seam, not a user flag
+    runner = SoakRunner(config, log, on_sample, on_fault=fault_printer(console),
+                        leak_bytes_per_frame=leak)  # fmt: skip
     with on_stop_signals(stop_by_name(runner.stop)), progress:
         try:
             result = runner.run()
         except (EncoderUnavailable, EncoderError) as exc:
             raise UsageError(str(exc)) from None
     if log is not None:
-        log.result(result)
+        log.result(result.as_dict())
     return result, runner
 
 
@@ -262,60 +266,76 @@ def _config_document(config: SoakConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _shown(name: str, value: Any) -> str:
+def _shown(unit: str, value: Any) -> str:
+    """A criterion's figure on the screen, in the screen's units (MiB, MiB/h, %)."""
     if value is None:
-        return "n/a"
-    if name in ("peak memory", "reference frames"):
+        return "not measured"
+    if unit == "bytes":
         return format_bytes(value)
-    if name == "growth per hour":
-        return f"{value / 1e6:+.2f} MB/h"
-    if name == "session reuse":
+    if unit == "bytes_per_hour":
+        return format_rate(value)
+    if unit == "ratio":
         return f"{value:.1%}"
     return str(value)
 
 
-def print_soak(result: dict[str, Any]) -> None:
+def shown_threshold(row: CriterionRow) -> str:
+    """A criterion's threshold on the screen, in the units of its figure."""
+    if row.limit is None:
+        return row.threshold
+    text = f"{row.relation} {_shown(row.unit, row.limit)}"
+    return text + ("; no alert" if row.unit == "bytes_per_hour" else "")
+
+
+def _mark(row: CriterionRow) -> str:
+    if not row.passed:
+        return "[red]MISSED[/]"
+    return "[green]ok[/]" if row.measured_here else "[dim]not measured[/]"
+
+
+def print_soak(result: SoakResult) -> None:
     console = Console()
-    colour = "green" if result["verdict"] == "pass" else "red"
-    fps = f"{result['fps']:.0f} fps" if result["fps"] else "n/a"
+    colour = "green" if result.passed else "red"
+    fps = f"{result.fps:.0f} fps" if result.fps else "not measured"
     console.print(
-        f"[bold {colour}]{result['verdict'].upper()}[/]: {result['codec']} {result['resolution']} "
-        f"on {result['encoder']}, {format_duration(result['stream_s'])} of stream in "
-        f"{format_duration(result['wall_s'])} ({fps})"
-        + (" [yellow](interrupted)[/]" if result["interrupted"] else "")
+        f"[bold {colour}]{result.verdict.upper()}[/]: {result.codec} {result.resolution} "
+        f"on {result.encoder}, {format_duration(result.stream_s)} of stream in "
+        f"{format_duration(result.wall_s)} ({fps})"
+        + (" [yellow](interrupted)[/]" if result.interrupted else "")
     )
     table = Table(title="criteria", title_justify="left")
     for column in ("criterion", "measured", "threshold", ""):
         table.add_column(column)
-    for row in result["criteria"]:
-        mark = "[green]ok[/]" if row["passed"] else "[red]MISSED[/]"
-        table.add_row(row["name"], _shown(row["name"], row["measured"]), row["threshold"], mark)
+    for row in result.criteria:
+        table.add_row(row.name, _shown(row.unit, row.measured), shown_threshold(row), _mark(row))
     console.print(table)
-    ci = result["growth_ci_bytes_per_hour"]
+    ci = result.growth_ci_bytes_per_hour
+    ci_text = f"[{format_rate(ci[0])}, {format_rate(ci[1])}]" if ci else "not measured"
     extra = [
-        ("metric", result["metric"]),
-        ("growth 95% CI", f"[{ci[0] / 1e6:+.2f}, {ci[1] / 1e6:+.2f}] MB/h" if ci else "n/a"),
-        ("leak detector", f"{result['leak_verdict']}: {result['leak_reason']}"),
-        ("sessions created", str(result["sessions_created"])),
-        ("rate changes in place", f"{result['adapted_in_place']} of {result['rate_changes']}"),
-        ("frames encoded / late", f"{result['frames_encoded']} / {result['frames_late']}"),
-        ("encoder", result["encoder_reason"] or ""),
+        ("metric", result.metric),
+        ("growth 95% CI", ci_text),
+        ("leak detector", f"{result.leak_verdict}: {result.leak_reason}"),
+        ("sessions created", str(result.sessions_created)),
+        ("rate changes in place", f"{result.adapted_in_place} of {result.rate_changes}"),
+        ("frames encoded / late", f"{result.frames_encoded} / {result.frames_late}"),
+        ("encoder", result.encoder_reason or ""),
     ]
     for key, value in extra:
         console.print(f"  {key}: {value}")
-    for kind, fault in (result.get("faults") or {}).items():
+    for kind, fault in result.faults.items():
         first = format_duration(fault["first_t"])
         console.print(f"  [yellow]{kind} fault[/] x{fault['count']} (first at {first}): "
                       f"{escape(fault['message'])}")  # fmt: skip
 
 
-def _write_html(path: str, runner: SoakRunner, result: dict[str, Any], force: bool) -> None:
+def _write_html(path: str, runner: SoakRunner, result: SoakResult, force: bool) -> None:
     trend = runner.final_trend or runner.trend()
     t, values = runner.times, runner.values
-    title = f"soak {result['codec']} {result['resolution']}: {result['verdict']}"
+    title = f"soak {result.codec} {result.resolution}: {result.verdict}"
     samples = list(runner.tracker.samples)
-    png = plot_png(t, values, result["metric"] or "memory", trend, samples, title=title)
-    rows = [(r["name"], f"{_shown(r['name'], r['measured'])} ({r['threshold']}): "
-             f"{'ok' if r['passed'] else 'MISSED'}") for r in result["criteria"]]  # fmt: skip
-    rows += [(k, str(v)) for k, v in result.items() if not isinstance(v, list | dict)]
-    write_new(path, html_page(f"vramguard soak: {result['verdict']}", png, rows), force=force)
+    png = plot_png(t, values, result.metric or "memory", trend, samples, title=title)
+    rows = [(r.name, f"{_shown(r.unit, r.measured)} ({shown_threshold(r)}): "
+             f"{'MISSED' if not r.passed else 'ok' if r.measured_here else 'not measured'}")
+            for r in result.criteria]  # fmt: skip
+    rows += [(k, str(v)) for k, v in result.as_dict().items() if not isinstance(v, list | dict)]
+    write_new(path, html_page(f"vramguard soak: {result.verdict}", png, rows), force=force)

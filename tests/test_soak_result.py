@@ -1,0 +1,57 @@
+"""The soak's typed result keeps the JSON documented in docs/log-format.md: the keys of a
+result recorded before the runner became a scheduler over two pipelines, in their order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vramguard.criteria import Criteria
+from vramguard.encode import EncoderConfig
+from vramguard.pipelines import BaselinePipeline, ManagedPipeline
+from vramguard.soak import SoakConfig, SoakRunner
+
+RECORDED = Path(__file__).parent / "data" / "results"
+#: keys whose None-ness says which pipeline ran (None in the baseline, set when managed)
+PIPELINE_KEYS = ("max_idle_bytes", "reference_peak_bytes", "reference_peak_basis",
+                 "staging_peak_bytes")  # fmt: skip
+
+
+def small_soak(baseline: bool) -> tuple[dict[str, Any], SoakRunner]:
+    config = SoakConfig(
+        EncoderConfig("h264", 320, 240, 30, 500, encoder="libx264"), duration_s=4.0,
+        ladder_kbps=(300, 500), adapt_every_s=1.0, baseline=baseline,
+        criteria=Criteria(min_reuse_rate=0.0),
+    )  # fmt: skip
+    runner = SoakRunner(config)
+    return runner.run().as_dict(), runner
+
+
+@pytest.mark.parametrize("kind", ["managed", "baseline"])
+def test_the_result_has_the_recorded_keys_in_order(kind: str) -> None:
+    recorded = json.loads((RECORDED / f"soak_{kind}.json").read_text())
+    recorded.pop("log", None)  # the command adds it where it wrote a log
+    result, runner = small_soak(baseline=kind == "baseline")
+    assert list(result) == list(recorded)
+    assert [list(row) for row in result["criteria"]] == [list(r) for r in recorded["criteria"]]
+    assert [list(rung) for rung in result["rungs"]] == [list(r) for r in recorded["rungs"]]
+    assert [row["name"] for row in result["criteria"]] == [r["name"] for r in recorded["criteria"]]
+    for key in PIPELINE_KEYS:
+        assert (result[key] is None) == (recorded[key] is None), key
+    json.dumps(result)  # plain JSON: no tuples or dataclasses left
+
+
+def test_each_pipeline_has_its_own_ledger_and_the_baseline_no_pools() -> None:
+    managed, runner = small_soak(baseline=False)
+    assert isinstance(runner.pipeline, ManagedPipeline)
+    assert managed["sessions_created"] == 1 and managed["adapted_in_place"] == 3
+    baseline, runner = small_soak(baseline=True)
+    assert isinstance(runner.pipeline, BaselinePipeline)
+    assert not hasattr(runner.pipeline, "pool") and not hasattr(runner.pipeline, "staging")
+    # a new encoder for the start and each of the 3 rate changes, none served warm
+    assert baseline["sessions_created"] == baseline["acquisitions"] == 4
+    assert baseline["session_reuse_rate"] == 0.0 and baseline["adapted_in_place"] == 0
+    assert baseline["rate_change_keyframes"] == 3  # each new session starts on an IDR
