@@ -34,7 +34,7 @@ def small_soak(baseline: bool) -> tuple[dict[str, Any], SoakRunner]:
 def test_the_result_has_the_recorded_keys_in_order(kind: str) -> None:
     recorded = json.loads((RECORDED / f"soak_{kind}.json").read_text())
     recorded.pop("log", None)  # the command adds it where it wrote a log
-    result, runner = small_soak(baseline=kind == "baseline")
+    result, _ = small_soak(baseline=kind == "baseline")
     assert list(result) == list(recorded)
     assert [list(row) for row in result["criteria"]] == [list(r) for r in recorded["criteria"]]
     assert [list(rung) for rung in result["rungs"]] == [list(r) for r in recorded["rungs"]]
