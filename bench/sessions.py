@@ -92,7 +92,7 @@ def timings(codec: str, width: int, height: int, repeats: int) -> dict[str, Any]
         rebuild.append(time.perf_counter() - began)
         session.close()
     encoder = lease.session.encoder
-    reused = pool.stats()["reused"]
+    reused = pool.stats().reused
     pool.close()
     finite = [x for x in in_place if x == x]
     return {
@@ -152,7 +152,7 @@ def ladder_run(codec: str, width: int, height: int, mode: str, changes: int) -> 
         session.drain()
     stop(held)
     seconds = time.perf_counter() - began
-    stats = pool.stats() if pool is not None else {"created": created, "reuse_rate": 0.0}
+    stats = pool.stats().as_dict() if pool is not None else {"created": created, "reuse_rate": 0.0}
     if pool is not None:
         pool.close()
     heap = heap_stats()

@@ -74,9 +74,9 @@ def managed(runner: SoakRunner) -> ManagedPipeline:
 
 
 def nothing_leaked(runner: SoakRunner) -> None:
-    assert managed(runner).pool.stats()["in_use"] == 0 and managed(runner).pool.stats()["idle"] == 0
-    assert managed(runner).staging.stats()["in_use_bytes"] == 0
-    assert managed(runner).staging.stats()["buffers"] == 0
+    assert managed(runner).pool.stats().in_use == 0 and managed(runner).pool.stats().idle == 0
+    assert managed(runner).staging.stats().in_use_bytes == 0
+    assert managed(runner).staging.stats().buffers == 0
     assert faults.open_sessions() == 0  # every encoder opened was closed
 
 
@@ -89,7 +89,7 @@ def test_an_encoder_that_raises_is_replaced_and_the_run_goes_on(
     assert result["failure"] is None and result["frames_dropped_error"] == 2
     assert result["frames_encoded"] == 8 * 30 - 2
     assert result["faults"]["encoder"]["count"] == 2
-    assert managed(runner).pool.stats()["invalidated"] == 2  # the failed sessions never came back
+    assert managed(runner).pool.stats().invalidated == 2  # the failed sessions never came back
     assert [kind for kind, _ in heard] == ["encoder"]  # reported once
     assert [e["kind"] for e in fault_events(path)] == ["encoder"]
     assert "device lost" in heard[0][1]
@@ -120,7 +120,7 @@ def test_a_hardware_session_cap_is_survived_by_closing_idle_sessions(
     result, runner, heard, path = soak(tmp_path, codec="av1", max_idle_bytes=10**12)
     assert result["failure"] is None and result["frames_dropped_error"] == 0
     assert result["frames_encoded"] == 8 * 30
-    assert managed(runner).pool.stats()["open_failures"] >= 1
+    assert managed(runner).pool.stats().open_failures >= 1
     assert [kind for kind, _ in heard] == ["open"]
     assert "idle sessions" in heard[0][1] and "cap" in heard[0][1]
     assert len(fault_events(path)) == 1
@@ -159,15 +159,15 @@ def test_a_staging_allocation_that_fails_once_is_retried_after_a_purge(inject: A
     held[0].release()  # one idle buffer to free when memory runs out
     inject("staging@1")
     lease = pool.acquire(64, 48)  # another size class: needs a new buffer
-    assert pool.stats()["allocation_failures"] == 1 and pool.stats()["purges"] == 1
+    assert pool.stats().allocation_failures == 1 and pool.stats().purges == 1
     lease.release()
     held[1].release()
     inject("staging@1*2")
     with pytest.raises(StagingAllocationFailed, match=r"64x32 yuv420p.*cudaMalloc"):
         pool.acquire(64, 32)
-    assert pool.stats()["in_use_bytes"] == 0
+    assert pool.stats().in_use_bytes == 0
     pool.close()
-    assert pool.stats()["buffers"] == 0
+    assert pool.stats().buffers == 0
 
 
 def test_a_probe_that_raises_costs_one_sample(tmp_path: Path, inject: Any) -> None:

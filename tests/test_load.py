@@ -177,9 +177,9 @@ def test_32_threads_for_30_seconds_keep_every_invariant() -> None:
     checks = 0
     while time.monotonic() < deadline and not errors:
         stats, space = pool.stats(), staging.stats()
-        if stats["in_use"] + stats["idle"] > MAX_SESSIONS:
-            violations.append(f"{stats['in_use']} in use + {stats['idle']} idle > cap")
-        if space["in_use_bytes"] + space["idle_bytes"] > budget:
+        if stats.in_use + stats.idle > MAX_SESSIONS:
+            violations.append(f"{stats.in_use} in use + {stats.idle} idle > cap")
+        if space.in_use_bytes + space.idle_bytes > budget:
             violations.append(f"staging holds {space} over its budget {budget}")
         checks += 1
         time.sleep(0.01)
@@ -193,27 +193,27 @@ def test_32_threads_for_30_seconds_keep_every_invariant() -> None:
     assert len(per_thread) == THREADS
 
     stats = pool.stats()
-    assert stats["in_use"] == 0
+    assert stats.in_use == 0
     # every acquire ended one way: a session (new or reused), a timeout, or a failed open
-    assert stats["acquisitions"] == (
+    assert stats.acquisitions == (
         outcomes["created"] + outcomes["reused"] + outcomes["exhausted"] + outcomes["open_failed"]
     )
-    assert stats["created"] == outcomes["created"] and stats["reused"] == outcomes["reused"]
-    assert stats["timeouts"] == outcomes["exhausted"]
-    assert stats["invalidated"] == outcomes["invalidated"]
+    assert stats.created == outcomes["created"] and stats.reused == outcomes["reused"]
+    assert stats.timeouts == outcomes["exhausted"]
+    assert stats.invalidated == outcomes["invalidated"]
     assert outcomes["created"] > 100 and outcomes["reused"] > 1000 and outcomes["exhausted"] > 0
-    assert outcomes["open_failed"] > 0 and stats["reconfigured"] > 0
-    assert stats["created"] == len(opener.sessions)
+    assert outcomes["open_failed"] > 0 and stats.reconfigured > 0
+    assert stats.created == len(opener.sessions)
     open_now = [s for s in opener.sessions if s.closes == 0]
-    assert len(open_now) == stats["idle"]  # the rest were closed, each exactly once
+    assert len(open_now) == stats.idle  # the rest were closed, each exactly once
     print(f"\n{THREADS} threads, {SECONDS:g} s: {dict(outcomes)}; pool {stats}")
     pool.close()
     assert all(s.closes == 1 for s in opener.sessions), "a session closed twice or never"
 
     space = staging.stats()
-    assert space["in_use_bytes"] - space["fenced_bytes"] == 0  # nothing still leased
-    assert space["allocations"] + space["reuses"] == outcomes["staging_leased"]
-    assert space["refusals"] == outcomes["staging_refused"] > 0
+    assert space.in_use_bytes - space.fenced_bytes == 0  # nothing still leased
+    assert space.allocations + space.reuses == outcomes["staging_leased"]
+    assert space.refusals == outcomes["staging_refused"] > 0
     time.sleep(0.01)  # let the last fences clear
     staging.close()
-    assert staging.stats()["buffers"] == 0 and staging.stats()["in_use_bytes"] == 0
+    assert staging.stats().buffers == 0 and staging.stats().in_use_bytes == 0

@@ -34,8 +34,8 @@ def test_frames_come_in_order_each_drawn_in_its_own_buffer() -> None:
             drawn.lease.release()
     finally:
         ahead.close()
-    assert staging.stats()["in_use_bytes"] == 0
-    assert staging.stats()["buffers"] <= 4  # depth 2, reused: never a buffer per frame
+    assert staging.stats().in_use_bytes == 0
+    assert staging.stats().buffers <= 4  # depth 2, reused: never a buffer per frame
     staging.close()
 
 
@@ -45,9 +45,9 @@ def test_close_releases_every_frame_drawn_and_not_taken() -> None:
     taken = ahead.next()
     assert taken.lease is not None
     ahead.close()  # with frames waiting and the thread blocked on a full queue
-    assert staging.stats()["in_use_bytes"] == taken.lease.buffer.nbytes
+    assert staging.stats().in_use_bytes == taken.lease.buffer.nbytes
     taken.lease.release()
-    assert staging.stats()["in_use_bytes"] == 0
+    assert staging.stats().in_use_bytes == 0
     staging.close()
 
 
@@ -83,5 +83,5 @@ def test_a_source_that_breaks_is_raised_to_the_consumer() -> None:
             ahead.next()
     finally:
         ahead.close()
-    assert staging.stats()["in_use_bytes"] == 0
+    assert staging.stats().in_use_bytes == 0
     staging.close()

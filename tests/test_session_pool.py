@@ -68,7 +68,7 @@ def test_a_released_session_is_reused_and_starts_with_a_keyframe() -> None:
         assert second.session is session and second.reused
     assert session.keyframes == 1
     stats = pool.stats()
-    assert (stats["created"], stats["reused"], stats["reuse_rate"]) == (1, 1, 0.5)
+    assert (stats.created, stats.reused, stats.reuse_rate) == (1, 1, 0.5)
 
 
 def test_a_new_bitrate_is_set_in_place_where_the_session_can() -> None:
@@ -76,7 +76,7 @@ def test_a_new_bitrate_is_set_in_place_where_the_session_can() -> None:
     pool.acquire(CONFIG).release()
     with pool.acquire(CONFIG.with_bitrate(5000)) as lease:
         assert lease.session.config.bitrate_kbps == 5000
-    assert pool.stats()["reconfigured"] == 1 and pool.stats()["created"] == 1
+    assert pool.stats().reconfigured == 1 and pool.stats().created == 1
 
 
 def test_without_in_place_changes_a_warm_session_per_rate_is_kept() -> None:
@@ -87,7 +87,7 @@ def test_without_in_place_changes_a_warm_session_per_rate_is_kept() -> None:
         for kbps in ladder:
             pool.acquire(CONFIG.with_bitrate(kbps)).release()
     stats = pool.stats()
-    assert stats["created"] == 4 and stats["reused"] == 16
+    assert stats.created == 4 and stats.reused == 16
     assert sorted(s.config.bitrate_kbps for s in opener.sessions) == ladder
 
 
@@ -108,7 +108,7 @@ def test_max_sessions_waits_then_names_the_limit() -> None:
     threading.Timer(0.05, leases[0].release).start()
     third = pool.acquire(CONFIG, timeout=5)
     assert third.reused
-    assert pool.stats()["timeouts"] == 1
+    assert pool.stats().timeouts == 1
 
 
 def test_idle_sessions_expire_after_the_ttl() -> None:
@@ -120,7 +120,7 @@ def test_idle_sessions_expire_after_the_ttl() -> None:
     assert pool.expire() == 0
     now[0] = 61.0
     assert pool.expire() == 1
-    assert opener.sessions[0].closed and pool.stats()["expired"] == 1
+    assert opener.sessions[0].closed and pool.stats().expired == 1
 
 
 def test_a_session_that_fails_its_check_is_closed_not_handed_out() -> None:
@@ -131,7 +131,7 @@ def test_a_session_that_fails_its_check_is_closed_not_handed_out() -> None:
     opener.sessions[0].broken = True
     with pool.acquire(CONFIG) as fresh:
         assert fresh.session is not opener.sessions[0]
-    assert opener.sessions[0].closed and pool.stats()["failed_checks"] == 1
+    assert opener.sessions[0].closed and pool.stats().failed_checks == 1
 
 
 def test_a_session_that_raised_while_leased_is_invalidated() -> None:
@@ -140,7 +140,7 @@ def test_a_session_that_raised_while_leased_is_invalidated() -> None:
     with pytest.raises(RuntimeError), pool.acquire(CONFIG):
         raise RuntimeError("encoder blew up")
     assert opener.sessions[0].closed
-    assert pool.stats()["invalidated"] == 1 and pool.stats()["idle"] == 0
+    assert pool.stats().invalidated == 1 and pool.stats().idle == 0
 
 
 def test_a_double_release_is_an_error() -> None:
@@ -159,7 +159,7 @@ def test_idle_sessions_beyond_max_idle_are_closed() -> None:
     leases = [pool.acquire(CONFIG) for _ in range(3)]
     for lease in leases:
         lease.release()
-    assert pool.stats()["idle"] == 1
+    assert pool.stats().idle == 1
     assert sum(s.closed for s in opener.sessions) == 2
     pool.close()
     assert all(s.closed for s in opener.sessions)
@@ -175,7 +175,7 @@ def test_a_failed_open_frees_its_slot() -> None:
     for _ in range(3):
         with pytest.raises(RuntimeError, match="out of memory"):
             pool.acquire(CONFIG, timeout=0.01)
-    assert pool.stats()["in_use"] == 0
+    assert pool.stats().in_use == 0
 
 
 def test_eight_threads_never_exceed_max_sessions_and_lose_no_lease() -> None:
@@ -214,10 +214,10 @@ def test_eight_threads_never_exceed_max_sessions_and_lose_no_lease() -> None:
     assert errors == []
     assert peak[0] <= 3
     stats = pool.stats()
-    assert stats["in_use"] == 0
-    assert stats["acquisitions"] == 8 * 150 == stats["created"] + stats["reused"]
+    assert stats.in_use == 0
+    assert stats.acquisitions == 8 * 150 == stats.created + stats.reused
     live = [s for s in opener.sessions if not s.closed]
-    assert len(live) == stats["idle"] <= 3
+    assert len(live) == stats.idle <= 3
 
 
 class PoolMachine(RuleBasedStateMachine):
@@ -275,11 +275,11 @@ class PoolMachine(RuleBasedStateMachine):
     @invariant()
     def counts_balance(self) -> None:
         stats = self.pool.stats()
-        assert stats["in_use"] == self.out
-        assert stats["idle"] <= 2 and stats["idle_bytes"] <= 25
-        assert stats["in_use"] + stats["idle"] <= 4
+        assert stats.in_use == self.out
+        assert stats.idle <= 2 and stats.idle_bytes <= 25
+        assert stats.in_use + stats.idle <= 4
         live = sum(1 for s in self.opener.sessions if not s.closed)
-        assert live == stats["in_use"] + stats["idle"]
+        assert live == stats.in_use + stats.idle
 
 
 TestPoolMachine = PoolMachine.TestCase
@@ -325,8 +325,8 @@ def test_a_client_keeps_one_libx264_session_through_a_ladder_and_reconnects() ->
     lease.release()
     pool.close()
     stats = pool.stats()
-    assert stats["created"] == 1 and stats["adapted_in_place"] == 6
-    assert stats["requests"] == 9 and stats["reuse_rate"] == 8 / 9
+    assert stats.created == 1 and stats.adapted_in_place == 6
+    assert stats.requests == 9 and stats.reuse_rate == 8 / 9
     assert keyframes == [0, 24]  # the first frame, and the reconnect's: none for a rate
     assert session.stats.keyframes_after_rate_change == 0
 
@@ -338,7 +338,7 @@ def test_a_rate_change_the_session_cannot_take_gets_a_session_at_that_rate() -> 
     second = pool.change_bitrate(first, 5000)
     assert second is not first and not first.active and second.active
     assert second.session.config.bitrate_kbps == 5000
-    assert pool.stats()["rate_changes"] == 1 and pool.stats()["adapted_in_place"] == 0
+    assert pool.stats().rate_changes == 1 and pool.stats().adapted_in_place == 0
     with pytest.raises(PoolError, match="already released"):
         pool.change_bitrate(first, 2000)
 
@@ -352,14 +352,14 @@ def test_the_idle_memory_budget_evicts_the_oldest_idle_session() -> None:
     oldest, *kept = opener.sessions
     assert oldest.closed and not any(s.closed for s in kept)
     stats = pool.stats()
-    assert (stats["idle"], stats["idle_bytes"], stats["evicted_for_budget"]) == (2, 20, 1)
+    assert (stats.idle, stats.idle_bytes, stats.evicted_for_budget) == (2, 20, 1)
 
 
 def test_a_session_larger_than_the_budget_is_not_kept_idle() -> None:
     opener = Opener()
     pool = SessionPool(opener, max_idle_bytes=5, session_bytes=lambda c: 10)
     pool.acquire(CONFIG).release()
-    assert opener.sessions[0].closed and pool.stats()["idle"] == 0
+    assert opener.sessions[0].closed and pool.stats().idle == 0
 
 
 class LiveAtOpen:
@@ -397,5 +397,5 @@ def test_libsvtav1_cannot_change_rate_so_the_pool_opens_within_its_budget() -> N
     # every open found the previous session closed: never two encoders held at once
     assert opener.live_at_open == [0, 0, 0, 0]
     stats = pool.stats()
-    assert stats["created"] == 4 and stats["evicted_for_budget"] == 3
+    assert stats.created == 4 and stats.evicted_for_budget == 3
     assert all(s.closed for s in opener.sessions)  # type: ignore[attr-defined]

@@ -48,7 +48,7 @@ def test_a_released_buffer_is_reused_without_a_new_allocation() -> None:
         buffer = first.buffer
     with pool.acquire(320, 240) as second:
         assert second.buffer is buffer and second.reused
-    assert pool.stats()["allocations"] == 1 and pool.stats()["reuses"] == 1
+    assert pool.stats().allocations == 1 and pool.stats().reuses == 1
 
 
 def test_a_buffer_the_encoder_may_still_read_is_not_handed_out() -> None:
@@ -71,14 +71,14 @@ def test_over_budget_idle_buffers_are_purged_first_then_the_pool_refuses() -> No
     leases = [pool.acquire(320, 240) for _ in range(2)]
     assert pool.pressure() is Pressure.MEDIUM
     third = pool.acquire(320, 240)  # fits only once the idle small buffer is purged
-    assert pool.stats()["purges"] == 1
+    assert pool.stats().purges == 1
     with pytest.raises(StagingBudgetExceeded, match="cannot hold another 320x240") as refused:
         pool.acquire(320, 240)
     assert isinstance(refused.value, MemoryError)
-    assert pool.stats()["refusals"] == 1
+    assert pool.stats().refusals == 1
     for lease in [*leases, third]:
         lease.release()
-    assert pool.stats()["in_use_bytes"] == 0
+    assert pool.stats().in_use_bytes == 0
 
 
 def test_idle_buffers_are_reclaimed_after_the_timeout() -> None:
@@ -89,14 +89,14 @@ def test_idle_buffers_are_reclaimed_after_the_timeout() -> None:
     assert pool.reclaim() == 0
     now[0] += 0.2
     assert pool.reclaim() == 1
-    assert pool.stats()["idle_bytes"] == 0 and pool.stats()["reclaims"] == 1
+    assert pool.stats().idle_bytes == 0 and pool.stats().reclaims == 1
 
 
 def test_a_frame_dropped_mid_encode_still_returns_its_buffer() -> None:
     pool = StagingPool(10 * FRAME_320)
     with pytest.raises(RuntimeError), pool.acquire(320, 240):
         raise RuntimeError("the encoder failed with this frame inside")
-    assert pool.stats()["in_use_bytes"] == 0 and pool.stats()["idle_bytes"] == FRAME_320
+    assert pool.stats().in_use_bytes == 0 and pool.stats().idle_bytes == FRAME_320
 
 
 def test_a_double_release_is_an_error() -> None:
@@ -126,7 +126,7 @@ def test_pooled_frames_encode_with_a_fence_from_the_session() -> None:
         lease.release(fence=session.fence())
     session.close()
     assert len(packets) == 20
-    assert pool.stats()["allocations"] == 1  # low latency: each buffer came back at once
+    assert pool.stats().allocations == 1  # low latency: each buffer came back at once
 
 
 def test_the_torch_allocator_says_why_it_is_unavailable() -> None:
@@ -156,7 +156,7 @@ class StagingMachine(RuleBasedStateMachine):
         try:
             lease = self.pool.acquire(*size)
         except StagingBudgetExceeded:
-            assert self.pool.stats()["idle_bytes"] == 0  # it purged before refusing
+            assert self.pool.stats().idle_bytes == 0  # it purged before refusing
             return None
         assert id(lease.buffer) not in self.lent, "a buffer lent twice"
         self.lent.add(id(lease.buffer))
@@ -192,15 +192,15 @@ class StagingMachine(RuleBasedStateMachine):
     @rule()
     def purge(self) -> None:
         self.pool.purge()
-        assert self.pool.stats()["idle_bytes"] == 0
+        assert self.pool.stats().idle_bytes == 0
 
     @invariant()
     def accounting_balances(self) -> None:
         stats = self.pool.stats()
         leased = sum(self.live.values())
-        assert stats["in_use_bytes"] - stats["fenced_bytes"] == leased
+        assert stats.in_use_bytes - stats.fenced_bytes == leased
         assert (
-            stats["in_use_bytes"] + stats["idle_bytes"] <= 6 * FRAME_320 or stats["idle_bytes"] == 0
+            stats.in_use_bytes + stats.idle_bytes <= 6 * FRAME_320 or stats.idle_bytes == 0
         )
 
 

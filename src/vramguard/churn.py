@@ -29,7 +29,7 @@ from vramguard import probes
 from vramguard.encode import EncoderConfig, EncoderError, EncoderUnavailable, open_encoder
 from vramguard.fields import PROBE_FIELDS
 from vramguard.heap import trim_heap
-from vramguard.pools.sessions import PoolError, SessionPool
+from vramguard.pools.sessions import PoolError, SessionPool, SessionPoolStats
 from vramguard.recorder import Recorder
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sources import SyntheticSource
@@ -169,7 +169,7 @@ class ChurnRunner:
         if self.on_cycle is not None:
             self.on_cycle(cycle, row)
 
-    def result(self, pool_stats: dict[str, Any]) -> dict[str, Any]:
+    def result(self, pool_stats: SessionPoolStats) -> dict[str, Any]:
         judged = self.samples[self.config.warmup :]
         metrics: dict[str, Any] = {}
         for name, allowance in ALLOWANCE_PER_CYCLE.items():
@@ -199,8 +199,8 @@ class ChurnRunner:
             "cycles": len(self.samples),
             "warmup_cycles": self.config.warmup,
             "metrics": metrics,
-            "sessions_created": pool_stats["created"] + len(self.samples),
-            "pool_reuse_rate": pool_stats["reuse_rate"],
+            "sessions_created": pool_stats.created + len(self.samples),
+            "pool_reuse_rate": pool_stats.reuse_rate,
             "interrupted": self.stop_reason,
             "failure": self.failure,
             "faults": self.reports.faults,

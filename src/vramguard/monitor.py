@@ -30,7 +30,7 @@ from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample
 from vramguard.trend import DetectorConfig, Trend
-from vramguard.units import format_bytes, format_duration
+from vramguard.units import format_bytes, format_duration, format_rate
 
 
 class Monitor:
@@ -147,7 +147,7 @@ class StatusLine:
         if trend.slope_bytes_per_hour is None:
             slope = "trend: learning"
         else:
-            slope = f"trend {trend.slope_bytes_per_hour / 1e6:+.2f} MB/h"
+            slope = f"trend {format_rate(trend.slope_bytes_per_hour)}"
         alerts = f", {len(tracker.alerts)} alert(s)" if tracker.alerts else ""
         elapsed = format_duration(monitor.duration_s)
         return (f"{self.name}: {metric} {now}, {slope}, {len(monitor.times)} samples "

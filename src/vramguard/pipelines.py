@@ -314,25 +314,25 @@ class ManagedPipeline:
     def sample_ledger(self, t: float) -> dict[str, int | None]:
         pool = self.pool.stats()
         staging = self.staging.stats()
-        if staging["allocation_failures"] and not self._staging_reported:
+        if staging.allocation_failures and not self._staging_reported:
             self._staging_fault(f"{self.staging.last_allocation_error}; retried after "
                                 "freeing idle buffers", t)  # fmt: skip
         return {
-            "sessions_active": int(pool["in_use"]),
-            "sessions_idle": int(pool["idle"]),
+            "sessions_active": pool.in_use,
+            "sessions_idle": pool.idle,
             "reference_bytes": self.references.reference_bytes if self.references else None,
-            "staging_in_use_bytes": staging["in_use_bytes"],
-            "staging_idle_bytes": staging["idle_bytes"],
+            "staging_in_use_bytes": staging.in_use_bytes,
+            "staging_idle_bytes": staging.idle_bytes,
         }
 
     def ledger(self) -> PipelineLedger:
         pool = self.pool.stats()
         return PipelineLedger(
-            sessions_created=int(pool["created"]), acquisitions=int(pool["requests"]),
-            reuse_rate=float(pool["reuse_rate"]), adapted_in_place=int(pool["adapted_in_place"]),
+            sessions_created=pool.created, acquisitions=pool.requests,
+            reuse_rate=pool.reuse_rate, adapted_in_place=pool.adapted_in_place,
             max_idle_bytes=self.pool.max_idle_bytes, reference_peak_bytes=self.reference_peak,
             reference_peak_basis=REFERENCES_MODELLED,
-            staging_peak_bytes=self.staging.stats()["peak_bytes"],
+            staging_peak_bytes=self.staging.stats().peak_bytes,
         )  # fmt: skip
 
     def close(self) -> None:

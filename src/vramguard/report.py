@@ -1,6 +1,7 @@
 """Pictures and pages of a run: a PNG plot and a self-contained HTML report.
 
-The plot shows the metric over time (MiB against hours), the whole-series trend, where the
+The plot shows the metric over time (MiB against seconds, minutes or hours, by the run's
+length: a 10-minute run is drawn in minutes), the whole-series trend, where the
 detector first alarmed, the steps it found, and, where the log has them, the components our
 pools hold (reference frames, staging, retained heap) stacked underneath.
 """
@@ -20,6 +21,7 @@ import numpy.typing as npt
 
 from vramguard.tracker import Sample
 from vramguard.trend import Trend
+from vramguard.units import format_rate
 
 MiB = 2**20
 _COMPONENTS = (
@@ -58,12 +60,13 @@ def plot_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hours = (t - t[0]) / 3600.0 if len(t) else t
+    unit_s, unit = time_unit(float(t[-1] - t[0]) if len(t) else 0.0)
+    hours = (t - t[0]) / unit_s if len(t) else t  # in `unit`, from the first sample
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     try:
         components = _components(samples) if samples else {}
         if components:
-            sample_hours = (np.array([s.t for s in samples]) - t[0]) / 3600.0
+            sample_hours = (np.array([s.t for s in samples]) - t[0]) / unit_s
             ax.stackplot(
                 sample_hours,
                 *[c / MiB for c in components.values()],
@@ -74,14 +77,14 @@ def plot_png(
         if trend.slope_bytes_per_hour is not None and len(t) > 1:
             centre_h, centre_v = float(np.mean(hours)), float(np.mean(values))
             slope = trend.slope_bytes_per_hour
-            line = centre_v + slope * (hours - centre_h)
-            label = f"trend {slope / 1e6:+.2f} MB/h"
+            line = centre_v + slope * (hours - centre_h) * unit_s / 3600.0
+            label = f"trend {format_rate(slope)}"
             ax.plot(hours, line / MiB, ls="--", color="#c55a11", lw=1.2, label=label)
         for step in trend.steps:
-            ax.axvline((step.t - t[0]) / 3600.0, color="#7f7f7f", lw=0.6, ls=":")
+            ax.axvline((step.t - t[0]) / unit_s, color="#7f7f7f", lw=0.6, ls=":")
         if trend.first_alert_t is not None:
-            ax.axvline(trend.first_alert_t / 3600.0, color="#c00000", lw=1.5, label="first alert")
-        ax.set_xlabel("hours")
+            ax.axvline(trend.first_alert_t / unit_s, color="#c00000", lw=1.5, label="first alert")
+        ax.set_xlabel(unit)
         ax.set_ylabel("MiB")
         ax.set_title(title or f"{metric}: {trend.verdict}")
         ax.grid(alpha=0.3)
@@ -92,6 +95,15 @@ def plot_png(
         return buffer.getvalue()
     finally:
         plt.close(fig)
+
+
+def time_unit(span_s: float) -> tuple[float, str]:
+    """Seconds per unit and its name for a plot's time axis: a run on its own scale."""
+    if span_s < 120:
+        return 1.0, "seconds"
+    if span_s < 2 * 3600:
+        return 60.0, "minutes"
+    return 3600.0, "hours"
 
 
 def page_head(title: str) -> str:
@@ -220,12 +232,12 @@ def summary_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         if words is not None:
             shown = words
         elif value is None:
-            shown = "n/a"
+            shown = "not measured"
         elif key == "slope_ci_bytes_per_hour":
             low, high = value
-            shown = f"[{low / 1e6:+.2f}, {high / 1e6:+.2f}] MB/h"
+            shown = f"[{format_rate(low)}, {format_rate(high)}]"
         elif key.endswith("_bytes_per_hour"):
-            shown = f"{value / 1e6:+.2f} MB/h"
+            shown = format_rate(value)
         elif key.endswith("_bytes"):
             shown = format_bytes(value)
         elif key.endswith("_s") or key.endswith("_t"):

@@ -19,9 +19,10 @@ from vramguard.commands.common import (
     detector_config,
     print_result,
     time_scale,
+    write_report,
 )
 from vramguard.errors import UsageError
-from vramguard.report import html_page, plot_png, summary_rows, trend_document, write_new
+from vramguard.report import html_page, plot_png, summary_rows, trend_document
 from vramguard.samplelog import LogError, LogFormatError, SampleLog, read_log
 from vramguard.tracker import attribute
 from vramguard.trend import Trend, detect_leak
@@ -128,8 +129,8 @@ def _write_reports(
     name, (t, values) = log.metric(result["metric"])
     png = plot_png(t, values, name, trend, log.samples, title=f"{args.file}: {trend.verdict}")
     if args.plot:
-        write_new(args.plot, png, force=args.force)
+        write_report(args.plot, png, args.force)
     if args.html:
         page = html_page(f"vramguard analyze: {args.file}", png, summary_rows(result),
                          notes=[result["reason"], *result["warnings"]])  # fmt: skip
-        write_new(args.html, page, force=args.force)
+        write_report(args.html, page, args.force)

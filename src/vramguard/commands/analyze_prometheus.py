@@ -25,6 +25,7 @@ from vramguard.commands.common import (
     check_writable,
     detector_config,
     duration,
+    write_report,
 )
 from vramguard.errors import UsageError
 from vramguard.promhistory import (
@@ -36,7 +37,7 @@ from vramguard.promhistory import (
     parse_time,
     read_range,
 )
-from vramguard.report import page_head, plot_png, trend_document, write_new
+from vramguard.report import page_head, plot_png, trend_document
 from vramguard.trend import DetectorConfig, Trend, detect_leak
 from vramguard.units import format_bytes, format_duration
 
@@ -171,7 +172,7 @@ def run_prometheus(args: argparse.Namespace) -> int:
     }
     _warn(history)
     if args.html:
-        write_new(args.html, _page(result, history, judged), force=args.force)
+        write_report(args.html, _page(result, history, judged), args.force)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
-from vramguard.report import summary_rows
+from vramguard.report import summary_rows, write_new
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S
 from vramguard.trend import DetectorConfig
@@ -240,4 +240,10 @@ def check_writable(path: str, force: bool) -> None:
     if not target.parent.is_dir():
         raise UsageError(f"cannot write {target}: folder {target.parent} does not exist")
     if target.exists() and not force:
-        raise UsageError(f"{target} exists: use --force to overwrite it")
+        raise UsageError(f"{target} exists: use --force to overwrite it (nothing was run)")
+
+
+def write_report(path: str, data: bytes | str, force: bool) -> None:
+    """Write a report or plot the user asked for, and say where it went (on stderr)."""
+    write_new(path, data, force=force)
+    print(f"vramguard: wrote {path}", file=sys.stderr)

@@ -37,13 +37,14 @@ from vramguard.commands.common import (
     size,
     start_exporter,
     stop_by_name,
+    write_report,
 )
 from vramguard.criteria import CriterionRow
 from vramguard.encode import CODECS, EncoderConfig, EncoderError, EncoderUnavailable
 from vramguard.encode.backends import check_explicit
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
-from vramguard.report import html_page, plot_png, write_new
+from vramguard.report import html_page, plot_png
 from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.soak import LEAK_SEAM_ENV, Criteria, SoakConfig, SoakRunner
 from vramguard.soakresult import SoakResult
@@ -337,5 +338,8 @@ def _write_html(path: str, runner: SoakRunner, result: SoakResult, force: bool) 
     rows = [(r.name, f"{_shown(r.unit, r.measured)} ({shown_threshold(r)}): "
              f"{'MISSED' if not r.passed else 'ok' if r.measured_here else 'not measured'}")
             for r in result.criteria]  # fmt: skip
+    rows += [("leak alert", f"at {format_duration(a.t)} of stream: {a.reason}; likely source "
+              f"{a.likely_source}; memory runs out in {format_duration(a.time_to_exhaustion_s)}")
+             for a in runner.tracker.alerts]  # fmt: skip
     rows += [(k, str(v)) for k, v in result.as_dict().items() if not isinstance(v, list | dict)]
-    write_new(path, html_page(f"vramguard soak: {result.verdict}", png, rows), force=force)
+    write_report(path, html_page(f"vramguard soak: {result.verdict}", png, rows), force)

@@ -38,7 +38,7 @@ from vramguard.errors import UsageError
 from vramguard.fields import FIELDS
 from vramguard.monitor import Monitor, export_to, result_document
 from vramguard.tracker import LeakAlert, MemoryTracker
-from vramguard.units import format_bytes, format_duration
+from vramguard.units import format_bytes, format_duration, format_rate
 
 
 def add_parser(subparsers: Any) -> None:
@@ -90,7 +90,7 @@ def _view(monitor: Monitor, alerts: list[LeakAlert]) -> Group:
     else:
         low, high = trend.slope_ci_bytes_per_hour or (0.0, 0.0)
         line.append(
-            f"{trend.slope_bytes_per_hour / 1e6:+.2f} MB/h [{low / 1e6:+.2f}, {high / 1e6:+.2f}]"
+            f"{format_rate(trend.slope_bytes_per_hour)} [{format_rate(low)}, {format_rate(high)}]"
         )
     parts: list[Any] = [table, line]
     for alert in alerts[-3:]:

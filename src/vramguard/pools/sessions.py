@@ -32,7 +32,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -52,6 +52,35 @@ class PoolSession(Protocol):
     def force_keyframe(self) -> None: ...
     def drain(self) -> list[Any]: ...
     def close(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPoolStats:
+    """A session pool's counters since it was made, and its sessions now (`stats()`): a flat
+    record to log and diff, like torch.cuda.memory_stats(). `as_dict()` for JSON."""
+
+    acquisitions: int
+    requests: int
+    created: int
+    reused: int
+    reconfigured: int
+    rate_changes: int
+    adapted_in_place: int
+    evicted_for_budget: int
+    invalidated: int
+    expired: int
+    evicted: int
+    failed_checks: int
+    waits: int
+    timeouts: int
+    open_failures: int
+    in_use: int
+    idle: int
+    idle_bytes: int
+    reuse_rate: float
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class PoolError(VramguardError, RuntimeError):
@@ -391,7 +420,7 @@ class SessionPool:
 
     # -- reporting ------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> SessionPoolStats:
         """Counters since the pool was made, and the sessions in use and idle now.
 
         `requests` are the sessions clients asked for: each acquire, and each rate change
@@ -402,27 +431,17 @@ class SessionPool:
             counts = self._counts
             requests = counts.acquisitions + counts.adapted_in_place
             warm = counts.reused + counts.adapted_in_place
-            return {
-                "acquisitions": counts.acquisitions,
-                "requests": requests,
-                "created": counts.created,
-                "reused": counts.reused,
-                "reconfigured": counts.reconfigured,
-                "rate_changes": counts.rate_changes,
-                "adapted_in_place": counts.adapted_in_place,
-                "evicted_for_budget": counts.evicted_for_budget,
-                "invalidated": counts.invalidated,
-                "expired": counts.expired,
-                "evicted": counts.evicted,
-                "failed_checks": counts.failed_checks,
-                "waits": counts.waits,
-                "timeouts": counts.timeouts,
-                "open_failures": counts.open_failures,
-                "in_use": len(self._leased),
-                "idle": len(self._idle),
-                "idle_bytes": self._idle_bytes(),
-                "reuse_rate": warm / requests if requests else 0.0,
-            }
+            return SessionPoolStats(
+                acquisitions=counts.acquisitions, requests=requests, created=counts.created,
+                reused=counts.reused, reconfigured=counts.reconfigured,
+                rate_changes=counts.rate_changes, adapted_in_place=counts.adapted_in_place,
+                evicted_for_budget=counts.evicted_for_budget, invalidated=counts.invalidated,
+                expired=counts.expired, evicted=counts.evicted,
+                failed_checks=counts.failed_checks, waits=counts.waits,
+                timeouts=counts.timeouts, open_failures=counts.open_failures,
+                in_use=len(self._leased), idle=len(self._idle), idle_bytes=self._idle_bytes(),
+                reuse_rate=warm / requests if requests else 0.0,
+            )  # fmt: skip
 
     def _check_open(self) -> None:
         if self._closed:

@@ -18,7 +18,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import Any
 
@@ -37,6 +37,28 @@ class Pressure(enum.Enum):
     NONE = "none"  # at most half the budget
     MEDIUM = "medium"  # over half
     HIGH = "high"  # over the budget
+
+
+@dataclass(frozen=True, slots=True)
+class StagingStats:
+    """A staging pool's bytes by state and its counters (`stats()`). `in_use_bytes` counts
+    every buffer not free to reuse: leased ones and, within them, the `fenced_bytes` an
+    encoder may still read; do not add the two. `as_dict()` for JSON."""
+
+    in_use_bytes: int  # leased, fenced ones included
+    idle_bytes: int
+    fenced_bytes: int  # of in_use_bytes: released, waiting for the encoder's fence
+    peak_bytes: int
+    buffers: int
+    allocations: int
+    reuses: int
+    reclaims: int
+    purges: int
+    refusals: int
+    allocation_failures: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class StagingError(VramguardError, RuntimeError):
@@ -326,14 +348,14 @@ class StagingPool:
         with self._lock:
             return self._pressure_locked(extra_bytes)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> StagingStats:
         """Bytes by state, the peak, and counters since the pool was made."""
         with self._lock:
-            return {
-                "in_use_bytes": self._in_use_bytes + self._fenced_bytes,
-                "idle_bytes": self._idle_bytes,
-                "fenced_bytes": self._fenced_bytes,
-                "peak_bytes": self._peak,
-                "buffers": len(self._leased) + len(self._idle) + len(self._fenced),
+            return StagingStats(
+                in_use_bytes=self._in_use_bytes + self._fenced_bytes,
+                idle_bytes=self._idle_bytes,
+                fenced_bytes=self._fenced_bytes,
+                peak_bytes=self._peak,
+                buffers=len(self._leased) + len(self._idle) + len(self._fenced),
                 **self._counts,
-            }
+            )
