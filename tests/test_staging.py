@@ -199,9 +199,7 @@ class StagingMachine(RuleBasedStateMachine):
         stats = self.pool.stats()
         leased = sum(self.live.values())
         assert stats.in_use_bytes - stats.fenced_bytes == leased
-        assert (
-            stats.in_use_bytes + stats.idle_bytes <= 6 * FRAME_320 or stats.idle_bytes == 0
-        )
+        assert stats.in_use_bytes + stats.idle_bytes <= 6 * FRAME_320 or stats.idle_bytes == 0
 
 
 TestStagingMachine = StagingMachine.TestCase
