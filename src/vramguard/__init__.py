@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vramguard.agent import Agent, AgentExporter, Fleet, ProcessInfo, Selector
     from vramguard.criteria import CriterionRow
     from vramguard.encode import (
         BitrateOutOfRange,
@@ -52,6 +53,11 @@ if TYPE_CHECKING:
 
 #: public name -> the module it lives in
 _EXPORTS: dict[str, str] = {
+    "Agent": "vramguard.agent",
+    "AgentExporter": "vramguard.agent",
+    "Fleet": "vramguard.agent",
+    "ProcessInfo": "vramguard.agent",
+    "Selector": "vramguard.agent",
     "VramguardError": "vramguard.errors",
     "Recorder": "vramguard.recorder",
     "SoakResult": "vramguard.soakresult",
@@ -135,6 +141,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentExporter",
     "BaselinePipeline",
     "BitrateOutOfRange",
     "Criteria",
@@ -144,6 +152,7 @@ __all__ = [
     "EncoderError",
     "EncoderSession",
     "EncoderUnavailable",
+    "Fleet",
     "HeapStats",
     "LavfiSource",
     "LeakAlert",
@@ -162,6 +171,7 @@ __all__ = [
     "PoolExhausted",
     "Pressure",
     "ProbeStatus",
+    "ProcessInfo",
     "PromSeries",
     "PrometheusError",
     "RangeQuery",
@@ -175,6 +185,7 @@ __all__ = [
     "SampleLogWriter",
     "SampleResult",
     "Sampler",
+    "Selector",
     "SessionPool",
     "SoakConfig",
     "SoakResult",

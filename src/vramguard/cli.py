@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from vramguard import __version__
-from vramguard.commands import analyze, churn, probe, run, soak, watch
+from vramguard.commands import agent, analyze, churn, probe, run, soak, watch
 from vramguard.errors import UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_COMMANDS = (probe, watch, run, analyze, soak, churn)
+_COMMANDS = (probe, watch, run, analyze, soak, churn, agent)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -34,12 +34,13 @@ __all__ = ["METRICS", "MetricDoc", "MetricsExporter"]
 
 
 class _Collector(Collector):
-    def __init__(self, exporter: MetricsExporter) -> None:
+    def __init__(self, exporter: MetricsExporter, docs: tuple[MetricDoc, ...] = METRICS) -> None:
         self._exporter = exporter
+        self._docs = docs
 
     def collect(self) -> Iterator[Any]:
         values = self._exporter.snapshot()
-        for doc in METRICS:
+        for doc in self._docs:
             series = values.get(doc.name)
             if series is None:
                 continue

@@ -124,6 +124,11 @@ class SampleLogWriter:
         self.error += f"; the log is {kept}, later lines are dropped"
         raise LogError(self.error) from None
 
+    @property
+    def size(self) -> int:
+        """Bytes of whole lines written so far (the header included)."""
+        return self._size
+
     def sample(self, sample: Sample) -> None:
         self.write(sample.as_dict())
 

@@ -36,6 +36,17 @@ class _ProcessInfoV1(ctypes.Structure):
 
 
 @dataclass(frozen=True, slots=True)
+class NvmlUsage:
+    """Every process on every device, read at once: what an agent watching many needs."""
+
+    process_bytes: dict[int, int | None]  # pid -> bytes over its devices (None: WDDM)
+    process_devices: dict[int, tuple[int, ...]]  # pid -> indices of the devices it uses
+    device_used: tuple[int, ...]
+    device_total: tuple[int, ...]
+    encoder_sessions: dict[int, int]  # pid -> NVENC sessions; empty when unsupported
+
+
+@dataclass(frozen=True, slots=True)
 class _Process:
     pid: int
     used_bytes: int | None  # None where NVML cannot tell (Windows WDDM)
@@ -293,6 +304,50 @@ class NvmlProbe:
         except NvmlUnavailable as exc:  # only the fatal ones reach here
             self._lost(exc)
             return unavailable(self.fields, str(exc))
+
+    def usage(self) -> NvmlUsage | str:
+        """Every process of every device in one pass (two process lists, the memory and
+        the encoder sessions per device, whatever the number of processes), or the reason
+        NVML cannot say."""
+        try:
+            handles = self._start()
+        except NvmlUnavailable as exc:
+            return str(exc)
+        try:
+            return self._usage(handles)
+        except NvmlUnavailable as exc:
+            if self._is_fatal(exc):
+                self._lost(exc)
+            return str(exc)
+
+    def _usage(self, handles: Sequence[Any]) -> NvmlUsage:
+        process_bytes: dict[int, int | None] = {}
+        devices: dict[int, tuple[int, ...]] = {}
+        used: list[int] = []
+        total: list[int] = []
+        sessions: dict[int, int] = {}
+        for index, handle in enumerate(handles):
+            on_device: dict[int, int | None] = {}
+            for kind in ("Compute", "Graphics"):
+                for p in self._processes(handle, kind):  # listed in both: the larger counts
+                    before = on_device.get(p.pid, 0)
+                    on_device[p.pid] = (
+                        None if p.used_bytes is None or before is None
+                        else max(before, p.used_bytes)
+                    )  # fmt: skip
+            for pid, amount in on_device.items():
+                before = process_bytes.get(pid, 0)
+                process_bytes[pid] = None if amount is None or before is None else before + amount
+                devices[pid] = (*devices.get(pid, ()), index)
+            device_used, device_total = self._memory(handle)
+            used.append(device_used)
+            total.append(device_total)
+            try:
+                for session in self._call(self._lib.nvmlDeviceGetEncoderSessions, handle):
+                    sessions[int(session.pid)] = sessions.get(int(session.pid), 0) + 1
+            except NvmlUnavailable as exc:
+                self._raise_if_fatal(exc)
+        return NvmlUsage(process_bytes, devices, tuple(used), tuple(total), sessions)
 
     def _read(self, handles: Sequence[Any], pid: int) -> ProbeResult:
         values: dict[str, int] = {}
