@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from vramguard.agent.metrics import AGENT_METRICS
 from vramguard.exporter import METRICS, MetricsExporter
 from vramguard.tracker import Sample
 from vramguard.trend import Trend
@@ -81,7 +82,7 @@ def test_the_exporter_binds_loopback_by_default() -> None:
 def test_every_runbook_metric_exists_and_every_metric_is_in_the_runbook() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text()
     documented = set(re.findall(r"`(vramguard_[a-z_]+)", runbook))
-    assert documented == {m.name for m in METRICS}
+    assert documented == {m.name for m in METRICS} | {m.name for m in AGENT_METRICS}
 
 
 def test_every_alert_has_a_runbook_section() -> None:
