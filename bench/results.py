@@ -643,6 +643,82 @@ def history_section(data: dict[str, Any]) -> str:
     return str(history.render_results(data))
 
 
+# -- the node agent (bench/agent.py) --------------------------------------------------------
+
+
+def agent_point(point: dict[str, Any]) -> str:
+    """One minute of the agent, as bench/agent.py prints it while it runs."""
+    return (
+        f"{point['t_s'] / 60:5.1f} min: cpu {100 * point['cpu_share']:.2f}% of a core, "
+        f"rss {_mb(point['rss_bytes'])}, tracked {point['tracked']}, pass "
+        f"{point['sample_seconds']} s, flagged {point['flagged_leaking']} leaking + "
+        f"{point['flagged_healthy']} healthy"
+    )
+
+
+def _agent_summary(points: list[dict[str, Any]]) -> dict[str, float]:
+    half = len(points) // 2
+    first, second = points[:half] or points, points[half:] or points
+    cpu = [p["cpu_share"] for p in points]
+    passes = [p["sample_seconds"] for p in points if p["sample_seconds"] is not None]
+    return {
+        "cpu_median": _median(cpu), "cpu_max": max(cpu),
+        "cpu_first_half": _median([p["cpu_share"] for p in first]),
+        "cpu_second_half": _median([p["cpu_share"] for p in second]),
+        "rss_first": points[0]["rss_bytes"], "rss_last": points[-1]["rss_bytes"],
+        "rss_max": max(p["rss_bytes"] for p in points),
+        "pass_median": _median(passes) if passes else float("nan"),
+    }  # fmt: skip
+
+
+def agent_table(data: dict[str, Any]) -> str:
+    points = data["points"]
+    if not points:
+        return "no minute recorded"
+    s = _agent_summary(points)
+    minutes = data.get("elapsed_s", 0) / 60
+    flagged = len(data["leaking"]) - len(data["missed"])
+    return "\n".join([
+        "| figure | measured | target |", "|---|---|---|",
+        f"| run length | {minutes:.0f} min of {data['planned_s'] / 60:.0f} planned"
+        f"{'' if data['complete'] else ' (cut short)'} | 60 min |",
+        f"| processes watched | {points[-1]['tracked']:.0f} of {data['processes']} | all |",
+        f"| agent CPU, median (max) of one-minute shares | {100 * s['cpu_median']:.2f}% "
+        f"({100 * s['cpu_max']:.2f}%) of one core | < 2% |",
+        f"| agent CPU, first half / second half (median) | {100 * s['cpu_first_half']:.2f}% / "
+        f"{100 * s['cpu_second_half']:.2f}% | flat |",
+        f"| agent RSS, first minute / last / max | {_mb(s['rss_first'])} / "
+        f"{_mb(s['rss_last'])} / {_mb(s['rss_max'])} | < 150 MB, flat |",
+        f"| one pass over every process (median) | {s['pass_median'] * 1000:.0f} ms | |",
+        f"| leaking processes flagged | {flagged} of {len(data['leaking'])} | all |",
+        f"| healthy processes ever flagged | {len(data['false_flags'])} | 0 |",
+    ])  # fmt: skip
+
+
+def agent_section(data: dict[str, Any]) -> str:
+    first = sorted(data.get("first_flag_s", {}).items(), key=lambda kv: kv[1])
+    rates = data["rates_bytes_per_hour"]
+    by_rate: dict[float, list[float]] = {}
+    for pid, t in first:
+        if pid in rates:
+            by_rate.setdefault(rates[pid], []).append(t)
+    found = ", ".join(
+        f"{rate / MB:.0f} MB/h after {min(ts) / 60:.0f}-{max(ts) / 60:.0f} min"
+        for rate, ts in sorted(by_rate.items())
+    )
+    return "\n\n".join([
+        "## Node agent (`bench/agent.py`)",
+        _code(f"{data['command']}"),
+        f"{data['processes']} real Python processes, {len(data['leaking'])} of them leaking "
+        f"host memory on purpose (20, 50 and 100 MB/h), the rest flat or a 20 MB sawtooth "
+        f"(every two minutes); `vramguard agent --match` on them every {data['interval']} "
+        f"with `--window {data['window']}`, measured from outside with psutil every minute "
+        f"and its `/metrics` scraped. No GPU here: the children are judged on RSS.",
+        agent_table(data),
+        f"Leaks flagged: {found or 'none'}.",
+    ])  # fmt: skip
+
+
 # -- the whole file -------------------------------------------------------------------------
 
 
@@ -669,6 +745,7 @@ def render(previous: str) -> str:
         ),
         history_section(load("history.json")),
         aiortc_section([load(p.name) for p in sorted(BENCH.glob("aiortc_*.json"))]),
+        *([agent_section(load("agent.json"))] if (BENCH / "agent.json").exists() else []),
     ]
     wrapped = [
         section if section is leak else "\n\n".join(_wrap(b) for b in section.split("\n\n"))
