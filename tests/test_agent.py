@@ -122,6 +122,23 @@ def test_one_pass_lists_each_gpu_once_whatever_the_number_of_processes() -> None
         node.close()
 
 
+def test_a_gpu_lost_mid_run_is_said_once_and_host_memory_is_still_read() -> None:
+    mark = marker()
+    heard: list[tuple[str, str]] = []
+    fleet = Fleet(FAST, on_fault=lambda kind, message: heard.append((kind, message)))
+    with children(mark, 0) as procs:
+        nvml = FakeNvml([FakeGpu(compute=[(procs[0].pid, 1 << 30)])])
+        agent = run_agent(reader("", nvml), fleet, 2)
+        nvml.fail("nvmlDeviceGetComputeRunningProcesses_v3", 15)  # NVML_ERROR_GPU_IS_LOST
+        agent.run(5)
+        (watched,) = fleet.watched.values()
+        assert watched.info.pid == procs[0].pid and watched.last is not None
+        assert watched.last.process_gpu_bytes is None and watched.last.host_rss_bytes
+        agent.close()
+    assert [kind for kind, _ in heard] == ["gpu"] and "GPU is lost" in heard[0][1]
+    assert fleet.faults.faults["gpu"]["count"] == 3
+
+
 def test_a_process_that_ends_before_its_reading_is_gone_not_an_error() -> None:
     mark = marker()
     with children(mark, 0) as procs:

@@ -61,6 +61,7 @@ class Census:
     denied: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # key -> fields
     over_cap: list[ProcessInfo] = field(default_factory=list)  # found but not watched
     gpu_reason: str | None = None  # why no GPU probe answered, when none did
+    gpu_lost: str | None = None  # why NVML stopped answering, when it had answered before
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class NodeReader:
         self.discovery = Discovery(proc_root, selector)
         self._drm_on = self.drm.status().available
         self._own = os.getpid()
+        self._nvml_answered = False
 
     def close(self) -> None:
         """Release NVML (started on the first pass)."""
@@ -121,6 +123,10 @@ class NodeReader:
         census = Census()
         usage = self.nvml.usage()
         nvml = usage if isinstance(usage, NvmlUsage) else None
+        if nvml is not None:
+            self._nvml_answered = True
+        elif self._nvml_answered:
+            census.gpu_lost = f"NVML stopped answering: {usage}"
         drm, refused = self._drm_usage()
         if nvml is None and not self._drm_on:
             census.gpu_reason = f"nvml: {usage}; drm: no DRM device"

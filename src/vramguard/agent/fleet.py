@@ -107,6 +107,8 @@ class Fleet:
             watched = self.watched.get(key) or self._start(info, t)
             watched.gpu_source = reading.sources.get("process_gpu_bytes")
             self._sample(watched, Sample.from_reading(reading, t=t - watched.t0, wall_s=wall))
+        if census.gpu_lost is not None:
+            self.faults.fault("gpu", census.gpu_lost + "; GPU memory is not measured", t)
         for key, fields in census.denied.items():
             if key not in self._denied:
                 self._denied.add(key)

@@ -42,7 +42,7 @@ AGENT_METRICS: tuple[MetricDoc, ...] = (
     MetricDoc("vramguard_agent_processes_dropped_total", "counter",
               "Processes dropped after their last verdict (exited)."),
     MetricDoc("vramguard_agent_faults_total", "counter",
-              "Faults met, by kind (probe, permission, log, over-cap).", ("kind",)),
+              "Faults met, by kind (probe, gpu, permission, log, over-cap).", ("kind",)),
     MetricDoc("vramguard_agent_resident_memory_bytes", "gauge", "The agent's own RSS."),
     MetricDoc("vramguard_agent_cpu_seconds_total", "counter", "The agent's own CPU time."),
 )  # fmt: skip
