@@ -11,7 +11,14 @@ from pathlib import Path
 
 from children import children, marker, pattern
 from test_agent import FAST, reader
-from test_prometheus import free_port, needs_prometheus, needs_promtool, query, scrape
+from test_prometheus import (
+    free_port,
+    needs_prometheus,
+    needs_promtool,
+    query,
+    scrape,
+    start_prometheus,
+)
 from vramguard.agent.fleet import Fleet
 from vramguard.agent.loop import Agent
 from vramguard.agent.metrics import AGENT_METRICS, AgentExporter
@@ -79,14 +86,7 @@ def test_a_real_prometheus_fires_the_leak_rule_for_the_leaking_process_only(
     mark = marker()
     rules = tmp_path / "rules.yml"  # the shipped rules, their `for:` shortened to seconds
     rules.write_text(re.sub(r"for: \d+m", "for: 2s", RULES.read_text()))
-    metrics_port, web_port = free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {rules}\n"
-        "scrape_configs:\n  - job_name: vramguard-agent\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{metrics_port}']\n"
-    )
+    metrics_port = free_port()
     with children(mark, 200_000, 0) as procs:
         leaky, flat = procs[0].pid, procs[1].pid
         agent = subprocess.Popen(
@@ -94,11 +94,7 @@ def test_a_real_prometheus_fires_the_leak_rule_for_the_leaking_process_only(
              "--interval", "0.1s", "--window", "30s", "--metrics-port", str(metrics_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        prometheus = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{web_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        prometheus, web_port = start_prometheus(tmp_path, rules, metrics_port, "agent")
         try:
             firing: list[dict[str, object]] = []
             deadline = time.monotonic() + 90

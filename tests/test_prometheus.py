@@ -127,6 +127,27 @@ def query(prometheus_port: int, expression: str) -> list[dict[str, object]]:
     return result
 
 
+def start_prometheus(
+    folder: Path, rules: Path, metrics_port: int, job: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A real Prometheus scraping 127.0.0.1:metrics_port every second under `rules` (its data
+    in `folder`); returns it and its web port. The caller terminates it."""
+    web_port = free_port()
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {rules}\n"
+        f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{metrics_port}']\n"
+    )
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+         f"--web.listen-address=127.0.0.1:{web_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return prometheus, web_port
+
+
 @needs_prometheus
 def test_a_real_prometheus_scrapes_a_soak(tmp_path: Path) -> None:
     metrics_port = free_port()
@@ -135,19 +156,7 @@ def test_a_real_prometheus_scrapes_a_soak(tmp_path: Path) -> None:
          "--duration", "120s", "--realtime", "--metrics-port", str(metrics_port), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    web_port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {RULES}\n"
-        "scrape_configs:\n  - job_name: vramguard\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{metrics_port}']\n"
-    )
-    prometheus = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{web_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    prometheus, web_port = start_prometheus(tmp_path, RULES, metrics_port, "vramguard")
     try:
         found: list[dict[str, object]] = []
         deadline = time.monotonic() + 90

@@ -34,6 +34,7 @@ from vramguard.commands.common import (
     on_stop_signals,
     positive_int,
     size,
+    start_exporter,
     stop_by_name,
 )
 from vramguard.errors import UsageError
@@ -162,16 +163,7 @@ def run(args: argparse.Namespace) -> int:
     fleet = Fleet(detector_config(args), host_budget_bytes=psutil.virtual_memory().total,
                   budget_bytes=args.budget, logs=logs, on_event=printer,
                   on_fault=fault_printer(console))  # fmt: skip
-    exporter = None
-    if args.metrics_port is not None:
-        exporter = AgentExporter()
-        try:
-            port = exporter.start(args.metrics_port, args.metrics_host)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc.strerror}"
-            ) from None
-        print(f"vramguard: metrics on http://{args.metrics_host}:{port}/metrics", file=sys.stderr)
+    exporter = start_exporter(args, AgentExporter)
     agent = Agent(NodeReader(chosen), fleet, args.interval, args.max_processes,
                   args.probe_time_limit, exporter)  # fmt: skip
     what = "processes holding GPU memory" if not chosen.any else "the selected processes"

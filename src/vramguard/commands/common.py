@@ -218,11 +218,18 @@ def fault_printer(console: Console) -> Callable[[str, str], None]:
     return show
 
 
-def start_exporter(args: argparse.Namespace) -> MetricsExporter | None:
-    """The metrics server asked for, started; one clear line when it cannot bind."""
+E = TypeVar("E", bound=MetricsExporter)
+
+
+def start_exporter(
+    args: argparse.Namespace,
+    kind: Callable[[], E] = MetricsExporter,  # type: ignore[assignment]
+) -> E | None:
+    """The metrics server asked for (a `kind` of exporter), started; one clear line when it
+    cannot bind."""
     if args.metrics_port is None:
         return None
-    exporter = MetricsExporter()
+    exporter = kind()
     try:
         port = exporter.start(args.metrics_port, args.metrics_host)
     except OSError as exc:
