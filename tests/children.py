@@ -3,8 +3,10 @@ known rate, and carries a marker in its command line for `--match`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,12 +33,29 @@ def children(mark: str, *steps: int) -> Iterator[list[subprocess.Popen[bytes]]]:
     line; terminated and reaped at the end, in the order started."""
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD, mark, str(step)]) for step in steps]
     try:
+        for proc in procs:
+            _wait_running(proc)
         yield procs
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def _wait_running(proc: subprocess.Popen[bytes]) -> None:
+    """Until the child's interpreter is up (its loop started: RSS past 5 MB), at most 20 s."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/statm") as statm:
+                if int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") > 5 << 20:
+                    time.sleep(0.1)  # past the imports, into the loop
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"child {proc.pid} never got going")
 
 
 def pattern(mark: str) -> str:

@@ -34,7 +34,6 @@ def test_each_process_has_its_own_labelled_series_until_it_exits() -> None:
     port = exporter.start(0)
     fleet = Fleet(FAST)
     with children(mark, 0, 0) as procs:
-        time.sleep(0.3)
         agent = Agent(reader(mark), fleet, 0.05, 256, 5.0, exporter)
         try:
             agent.run(5)

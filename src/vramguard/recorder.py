@@ -109,7 +109,8 @@ class Recorder:
 
     `tracker=None` records without judging (churn judges per cycle itself). `on_sample`
     hears every sample, `on_alert` every alert, `on_fault(kind, message)` each fault kind
-    once; `load_source` adds the load signal to each sample (run/watch)."""
+    once; `load_source` adds the load signal to each sample (run/watch). `max_points` bounds
+    the series (the node agent keeps hundreds of recorders)."""
 
     def __init__(
         self,
@@ -124,6 +125,7 @@ class Recorder:
         load_source: LoadSource | None = None,
         capacity: int = 1024,
         pid: int | None = None,
+        max_points: int = DEFAULT_MAX_POINTS,
     ) -> None:
         self.pid = os.getpid() if pid is None else pid
         self.tracker = tracker
@@ -134,7 +136,7 @@ class Recorder:
         self.load_source = load_source
         if load_source is not None and tracker is not None:
             tracker.load_field = "load"
-        self.series = Series(capacity, max(capacity, DEFAULT_MAX_POINTS))
+        self.series = Series(capacity, max(capacity, max_points))
         self.last: Sample | None = None
         self.samples_taken = 0
         self._read = read

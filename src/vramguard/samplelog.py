@@ -44,7 +44,10 @@ def _utc_now() -> str:
 class SampleLogWriter:
     """Appends one JSON object a line, each in one write() and fsync'd.
 
-    Refuses to replace an existing file unless `force`; the folder must exist.
+    Refuses to replace an existing file unless `force`; the folder must exist. With
+    `max_bytes`, a file that reaches it is rotated: PATH becomes `STEM.1.jsonl` (older ones
+    moving up to `STEM.<keep>.jsonl`, the oldest deleted; none kept with `keep=0`) and a new
+    PATH starts with the same header, so each file is a whole log that `analyze` reads alone.
     """
 
     def __init__(
@@ -53,6 +56,8 @@ class SampleLogWriter:
         source: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
         force: bool = False,
+        max_bytes: int | None = None,
+        keep: int = 3,
     ) -> None:
         self.path = Path(path)
         if not self.path.parent.is_dir():
@@ -72,10 +77,13 @@ class SampleLogWriter:
         self.dropped = 0  # lines not written after a failed write
         self.error: str | None = None
         self._cause = ""
-        header = {"schema": SCHEMA, "started": _utc_now(), "source": source or {},
-                  "config": config or {}}  # fmt: skip
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.rotations = 0
+        self._header = {"schema": SCHEMA, "started": _utc_now(), "source": source or {},
+                        "config": config or {}}  # fmt: skip
         try:
-            self.write(header)
+            self.write(self._header)
         except LogError:
             self.close()
             raise LogError(f"cannot write {self.path}: {self._cause}") from None
@@ -86,11 +94,11 @@ class SampleLogWriter:
         A write that fails (ENOSPC, EIO) cuts the file back to its last whole line, so it
         stays valid, and raises LogError once; later lines are dropped and counted in
         `dropped` (the caller has been told, and a run must not die for its log)."""
-        if self._fd is None:
-            raise LogError(f"{self.path} is closed")
         if self.error is not None:
             self.dropped += 1
             return
+        if self._fd is None:
+            raise LogError(f"{self.path} is closed")
         data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
         try:
             self._write_all(data)
@@ -99,6 +107,34 @@ class SampleLogWriter:
             self._fail(exc)
         self._size += len(data)
         self.lines += 1
+        if self.max_bytes is not None and self._size >= self.max_bytes:
+            self._rotate()
+
+    def older(self, n: int) -> Path:
+        """The nth most recent rotated file: STEM.n.jsonl."""
+        return self.path.with_name(f"{self.path.stem}.{n}{self.path.suffix}")
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = None
+        try:
+            if self.keep > 0:
+                self.older(self.keep).unlink(missing_ok=True)
+                for n in range(self.keep - 1, 0, -1):
+                    if self.older(n).exists():
+                        self.older(n).rename(self.older(n + 1))
+                self.path.rename(self.older(1))
+            else:
+                self.path.unlink()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND,
+                               0o644)  # fmt: skip
+        except OSError as exc:
+            self.error = f"cannot rotate {self.path}: {exc.strerror}; later lines are dropped"
+            raise LogError(self.error) from None
+        self._size = 0
+        self.rotations += 1
+        self.write(self._header)
 
     def _write_all(self, data: bytes) -> None:
         assert self._fd is not None

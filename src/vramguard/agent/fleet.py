@@ -1,18 +1,22 @@
-"""Every watched process with its own tracker and detector: `watch`, for many at once.
+"""Every watched process with its own Recorder: `watch`, for many processes at once.
 
-`Fleet.update(census, t)` feeds each process's reading to its MemoryTracker (the same
-detector, verdicts and alerts as `watch`), starts a tracker for a newcomer while under the
-cap, and ends the processes that exited (or stopped being selected): each gets a last
-verdict (an `exited` event and its log's result line), then its tracker and series are
-freed. What the cap keeps out is counted, never silently lost.
+Each process gets a `Recorder` (the one sampling path: tracker and detector, its log, its
+faults, a bounded series for the verdict), fed by the agent's one pass per interval rather
+than by a sampler thread of its own. `Fleet.update(census, t)` records each process's
+reading (the same detector, verdicts and alerts as `watch`), starts a recorder for a
+newcomer while under the cap, and ends the processes that exited: each gets a last verdict
+(the detector replayed over its series, as `watch` ends; an `exited` event and its log's
+result line), then its recorder is freed. What the cap keeps out is counted, never lost
+silently.
 
-Events are dictionaries (`{"event": "leak_alert" | "exited" | "fault", ...}`) handed to
-`on_event`; faults are reported once per kind through a FaultLog (permission denied is
-counted per process, and names the first).
+Events are dictionaries (`{"event": "leak_alert" | "exited" | "stopped", ...}`) handed to
+`on_event`. Faults are said once per kind for the whole fleet (`faults`; a recorder's own
+faults, a full log directory say, go there too), permission denied counted per process.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,24 +25,40 @@ from typing import Any
 
 from vramguard.agent.census import Census
 from vramguard.agent.discovery import ProcessInfo
-from vramguard.agent.logs import ProcessLog
 from vramguard.faultlog import FaultLog
+from vramguard.probes import Reading
+from vramguard.recorder import Recorder, budget_for
 from vramguard.report import trend_document
-from vramguard.samplelog import LogError
-from vramguard.tracker import MemoryTracker, Sample, choose_process_metric
+from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
 from vramguard.trend import HOUR, DetectorConfig, Trend
 
 Key = tuple[int, int]
 #: samples each tracker keeps for attribution: an hour at 15 s (the detector keeps its own)
 TRACKER_SAMPLES = 240
+#: points each recorder's series keeps for the last verdict (it thins past them)
+SERIES_POINTS = 512
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
 class LogSettings:
+    """`--log-dir`: one log per process, rotated at `max_bytes`, `keep` older files."""
+
     directory: Path
     max_bytes: int
     keep: int
     config: dict[str, Any]
+
+
+def log_name(info: ProcessInfo) -> str:
+    """`<comm>-<pid>-<start ticks>.jsonl`: a reused pid gets a file of its own."""
+    comm = _UNSAFE.sub("_", info.comm)[:32] or "process"
+    return f"{comm}-{info.pid}-{info.start_ticks}.jsonl"
+
+
+def _never() -> Reading:
+    raise AssertionError("the agent's recorders are fed by its pass, never read themselves")
 
 
 @dataclass
@@ -46,11 +66,18 @@ class Watched:
     """One process under watch."""
 
     info: ProcessInfo
-    tracker: MemoryTracker
+    recorder: Recorder
     t0: float
-    log: ProcessLog | None = None
-    last: Sample | None = None
     gpu_source: str | None = None  # the probe behind process_gpu_bytes (nvml, drm)
+
+    @property
+    def tracker(self) -> MemoryTracker:
+        assert self.recorder.tracker is not None
+        return self.recorder.tracker
+
+    @property
+    def last(self) -> Sample | None:
+        return self.recorder.last
 
     @property
     def metric(self) -> str | None:
@@ -64,9 +91,7 @@ class Watched:
         the detector alarms; None otherwise."""
         if not self.tracker.alerts or self.tracker.detector.alarm is None:
             return None
-        budget = self.tracker.budget_bytes
-        if budget is None and self.last is not None and self.metric != "host_rss_bytes":
-            budget = self.last.device_total_bytes
+        budget = self.tracker.budget_bytes or budget_for(self.metric, self.last)
         slope = self.tracker.alerts[-1].slope_bytes_per_hour
         value = self.last.get(self.metric) if self.last is not None and self.metric else None
         if budget is None or value is None or slope <= 0:
@@ -76,7 +101,7 @@ class Watched:
 
 @dataclass
 class Fleet:
-    """The trackers of every watched process, keyed by (pid, start time)."""
+    """The recorders of every watched process, keyed by (pid, start time)."""
 
     config: DetectorConfig
     host_budget_bytes: int | None = None  # for judging RSS: the machine's memory
@@ -90,12 +115,14 @@ class Fleet:
     alerts_total: int = 0
     faults: FaultLog = field(init=False)
     _denied: set[Key] = field(default_factory=set)
+    _t: float = 0.0  # the pass being recorded, for faults a recorder reports
 
     def __post_init__(self) -> None:
         self.faults = FaultLog(None, self.on_fault)
 
     def update(self, census: Census, t: float, wall_s: float | None = None) -> None:
-        """One interval: readings into trackers, newcomers started, leavers judged."""
+        """One interval: readings into recorders, newcomers started, leavers judged."""
+        self._t = t
         wall = time.time() if wall_s is None else wall_s
         chosen = {info.key: info for info in census.chosen}
         for key in [k for k in self.watched if k not in chosen or k in census.gone]:
@@ -106,7 +133,7 @@ class Fleet:
                 continue
             watched = self.watched.get(key) or self._start(info, t)
             watched.gpu_source = reading.sources.get("process_gpu_bytes")
-            self._sample(watched, Sample.from_reading(reading, t=t - watched.t0, wall_s=wall))
+            self._record(watched, Sample.from_reading(reading, t=t - watched.t0, wall_s=wall))
         if census.gpu_lost is not None:
             self.faults.fault("gpu", census.gpu_lost + "; GPU memory is not measured", t)
         for key, fields in census.denied.items():
@@ -133,47 +160,51 @@ class Fleet:
     def _start(self, info: ProcessInfo, t: float) -> Watched:
         tracker = MemoryTracker(TRACKER_SAMPLES, detector_config=self.config,
                                 budget_bytes=self.budget_bytes)  # fmt: skip
-        watched = Watched(info, tracker, t0=t)
+        log = None
         if self.logs is not None:
             try:
-                watched.log = ProcessLog(self.logs.directory, info, self.logs.config,
-                                         self.logs.max_bytes, self.logs.keep)  # fmt: skip
-            except (LogError, OSError) as exc:
+                log = SampleLogWriter(
+                    self.logs.directory / log_name(info),
+                    {"pid": info.pid, "comm": info.comm, "unit": info.unit,
+                     "container": info.container, "cgroup": info.cgroup},
+                    self.logs.config, max_bytes=self.logs.max_bytes, keep=self.logs.keep,
+                )  # fmt: skip
+            except LogError as exc:
                 self.faults.fault("log", f"{exc}; process {info.pid} runs without a log", t)
+        watched = Watched(info, Recorder(_never, tracker, log, pid=info.pid, capacity=64,
+                                         max_points=SERIES_POINTS), t0=t)  # fmt: skip
+        watched.recorder.on_alert = lambda alert: self._alert(watched, alert)
+        watched.recorder.reports.on_fault = self._recorder_fault
         self.watched[info.key] = watched
         return watched
 
-    def _sample(self, watched: Watched, sample: Sample) -> None:
+    def _recorder_fault(self, kind: str, message: str) -> None:
+        self.faults.fault(kind, message, self._t)
+
+    def _record(self, watched: Watched, sample: Sample) -> None:
         tracker = watched.tracker
-        if tracker.metric is None:
+        if tracker.metric is None:  # chosen here, so that RSS is judged against the RAM
             tracker.metric = choose_process_metric(sample)
             if tracker.metric == "host_rss_bytes" and tracker.budget_bytes is None:
                 tracker.budget_bytes = self.host_budget_bytes
-        alert = tracker.add(sample)
-        watched.last = sample
-        self._write(watched, sample.as_dict(), sample.t)
-        if alert is not None:
-            self.alerts_total += 1
-            self._write(watched, alert.as_dict(), sample.t)
-            self._emit({**self._who(watched.info), **alert.as_dict()})
+        watched.recorder.add(sample)
+
+    def _alert(self, watched: Watched, alert: LeakAlert) -> None:
+        self.alerts_total += 1
+        self._emit({**self._who(watched.info), **alert.as_dict()})
 
     def _end(self, key: Key, t: float, why: str) -> None:
         watched = self.watched.pop(key)
         self._denied.discard(key)
         self.ended += 1
-        result = trend_document(watched.trend(), watched.metric)
-        self._write(watched, {"result": {**result, "ended": why}}, t - watched.t0)
-        if watched.log is not None:
-            watched.log.close()
+        recorder = watched.recorder
+        verdict = recorder.verdict(self.config, watched.tracker.budget_bytes)
+        result = {**trend_document(verdict, watched.metric), "online": watched.trend().verdict}
+        recorder.write({"result": {**result, "ended": why}}, t - watched.t0)
+        recorder.close()
+        if recorder.log is not None:
+            recorder.log.close()
         self._emit({**self._who(watched.info), "event": why, **result})
-
-    def _write(self, watched: Watched, record: dict[str, Any], t: float) -> None:
-        if watched.log is None:
-            return
-        try:
-            watched.log.write(record)
-        except LogError as exc:
-            self.faults.fault("log", str(exc), t)
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
