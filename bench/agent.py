@@ -3,8 +3,9 @@
 Starts N real Python processes (the children below): most hold their memory flat (half of
 those with a sawtooth: 20 MB taken and given back every two minutes), some leak host
 memory on purpose at known rates. Starts `vramguard agent --match` on them with a metrics
-port, and every minute records the agent's CPU (share of one core over that minute) and
-RSS (psutil, from outside) and scrapes its metrics: which pids `vramguard_leak` flags.
+port and a `--log-dir` (a log per process, fsync'd per line, as the systemd unit runs
+it), and every minute records the agent's CPU (share of one core over that minute) and RSS
+(psutil, from outside) and scrapes its metrics: which pids `vramguard_leak` flags.
 The JSON is rewritten every minute, so a run cut short still says how far it got.
 
     python bench/agent.py --processes 200 --interval 15s --duration 1h --json bench/agent.json
@@ -104,8 +105,11 @@ def main() -> int:
     command = " ".join(["python bench/agent.py", *sys.argv[1:]])
     children = start_children(args.processes, args.leaking)
     time.sleep(3)  # let them all be up before the agent's first pass
-    with tempfile.TemporaryFile("w+") as stderr:  # the agent's own lines; read at the end
-        document = measure(args, command, children, stderr)
+    with (
+        tempfile.TemporaryFile("w+") as stderr,  # the agent's own lines; read at the end
+        tempfile.TemporaryDirectory(prefix="vramguard-agent-logs-") as logs,
+    ):
+        document = measure(args, command, children, stderr, logs)
     if args.json:
         Path(args.json).write_text(json.dumps(document, indent=1) + "\n")
     print(render.agent_table(document))
@@ -113,7 +117,11 @@ def main() -> int:
 
 
 def measure(
-    args: argparse.Namespace, command: str, children: list[dict[str, Any]], stderr: Any
+    args: argparse.Namespace,
+    command: str,
+    children: list[dict[str, Any]],
+    stderr: Any,
+    logs: str,
 ) -> dict[str, Any]:
     """Runs the agent on the children for the duration; stops it, then the children."""
     duration, every = parse_duration(args.duration), parse_duration(args.every)
@@ -122,7 +130,7 @@ def measure(
     agent = subprocess.Popen(
         [sys.executable, "-m", "vramguard", "agent", "--match", MARK[:-1] + f"[{MARK[-1]}]",
          "--interval", args.interval, "--window", args.window, "--metrics-port", str(port),
-         "--json"],
+         "--log-dir", logs, "--json"],
         env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
     )  # fmt: skip
     me = psutil.Process(agent.pid)
@@ -132,6 +140,8 @@ def measure(
         "rates_bytes_per_hour": {str(c["pid"]): c["rate"] for c in children if c["rate"]},
         "interval": args.interval, "window": args.window, "planned_s": duration,
         "cores": os.cpu_count(), "points": [], "complete": False,
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                 capture_output=True, text=True).stdout.strip(),
     }  # fmt: skip
     started = time.monotonic()
     last_cpu, last_t = 0.0, started
@@ -162,6 +172,7 @@ def measure(
             document["missed"] = sorted(leaking - set(first_flag))
             document["false_flags"] = sorted(set(first_flag) - leaking)
             document["elapsed_s"] = round(now - started, 1)
+            document["log_dir_bytes"] = sum(f.stat().st_size for f in Path(logs).iterdir())
             print(render.agent_point(point), flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(document, indent=1) + "\n")
