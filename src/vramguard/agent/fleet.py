@@ -17,7 +17,6 @@ faults, a full log directory say, go there too), permission denied counted per p
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +119,11 @@ class Fleet:
     def __post_init__(self) -> None:
         self.faults = FaultLog(None, self.on_fault)
 
-    def update(self, census: Census, t: float, wall_s: float | None = None) -> None:
-        """One interval: readings into recorders, newcomers started, leavers judged."""
+    def update(self, census: Census, t: float) -> None:
+        """One interval (`t`: the agent's monotonic seconds): readings into recorders,
+        newcomers started, leavers judged. A process's samples count from when it was found
+        (`t` and `wall_s` alike, as docs/log-format.md says)."""
         self._t = t
-        wall = time.time() if wall_s is None else wall_s
         chosen = {info.key: info for info in census.chosen}
         for key in [k for k in self.watched if k not in chosen or k in census.gone]:
             self._end(key, t, "exited")
@@ -133,7 +133,8 @@ class Fleet:
                 continue
             watched = self.watched.get(key) or self._start(info, t)
             watched.gpu_source = reading.sources.get("process_gpu_bytes")
-            self._record(watched, Sample.from_reading(reading, t=t - watched.t0, wall_s=wall))
+            since = t - watched.t0
+            self._record(watched, Sample.from_reading(reading, t=since, wall_s=since))
         if census.gpu_lost is not None:
             self.faults.fault("gpu", census.gpu_lost + "; GPU memory is not measured", t)
         for key, fields in census.denied.items():
