@@ -11,6 +11,7 @@ import pytest
 
 from vramguard import synthetic
 from vramguard.cli import main
+from vramguard.report import time_unit
 from vramguard.samplelog import SampleLogWriter
 from vramguard.tracker import Sample
 
@@ -68,19 +69,24 @@ def test_nvidia_smi_csv_with_a_metric_chosen(tmp_path: Path) -> None:
     assert result["metric"] == "pid:5151" and result["samples"] == 10
 
 
-def test_plot_and_html_report_are_written_and_not_overwritten(tmp_path: Path) -> None:
+def test_plot_and_html_report_are_written_and_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_log(tmp_path / "leak.jsonl", "white+leak20", hours=10)
     png, page = tmp_path / "out.png", tmp_path / "out.html"
     assert (
         main(["analyze", str(tmp_path / "leak.jsonl"), "--plot", str(png), "--html", str(page)])
         == 1
     )
+    err = capsys.readouterr().err
+    assert f"wrote {png}" in err and f"wrote {page}" in err  # a write the user asked for is said
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = page.read_text()
     assert "data:image/png;base64," in html and "growth, whole series" in html
     png.write_bytes(b"mine")
     assert main(["analyze", str(tmp_path / "leak.jsonl"), "--plot", str(png)]) == 2
     assert png.read_bytes() == b"mine"
+    assert "nothing was run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -102,3 +108,10 @@ def test_a_metric_the_log_lacks_is_exit_2(capsys: pytest.CaptureFixture[str]) ->
 def test_a_torn_last_line_warns_and_still_judges(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", str(LOGS / "truncated.jsonl")]) == 0
     assert "warning: line 7 is torn" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("span_s", "unit"), [(30.0, "seconds"), (600.0, "minutes"), (36_000.0, "hours")]
+)
+def test_a_plot_is_drawn_on_the_scale_of_its_run(span_s: float, unit: str) -> None:
+    assert time_unit(span_s)[1] == unit  # a 10-minute run in minutes, not 0-0.17 hours

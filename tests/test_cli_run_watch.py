@@ -47,6 +47,9 @@ def test_run_finds_a_child_that_leaks_on_purpose(tmp_path: Path) -> None:
     assert written.result is not None and written.result["verdict"] == "leak"
     assert any(e["event"] == "leak_alert" for e in written.events)
     assert len(written.samples) >= 40
+    # wall_s is seconds since the start (docs/log-format.md), not an epoch time
+    first, last = written.samples[0], written.samples[-1]
+    assert first.wall_s == 0.0 and last.wall_s is not None and 0 < last.wall_s < 600
 
 
 def test_run_passes_a_child_that_does_not_leak() -> None:

@@ -3,16 +3,19 @@ result recorded before the runner became a scheduler over two pipelines, in thei
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vramguard.commands.soak import print_soak
 from vramguard.criteria import Criteria
 from vramguard.encode import EncoderConfig
 from vramguard.pipelines import BaselinePipeline, ManagedPipeline
 from vramguard.soak import SoakConfig, SoakRunner
+from vramguard.soakresult import SoakResult
 
 RECORDED = Path(__file__).parent / "data" / "results"
 #: keys whose None-ness says which pipeline ran (None in the baseline, set when managed)
@@ -20,14 +23,20 @@ PIPELINE_KEYS = ("max_idle_bytes", "reference_peak_bytes", "reference_peak_basis
                  "staging_peak_bytes")  # fmt: skip
 
 
-def small_soak(baseline: bool) -> tuple[dict[str, Any], SoakRunner]:
+@functools.cache  # one run of each kind serves every test here
+def typed_soak(baseline: bool) -> tuple[SoakResult, SoakRunner]:
     config = SoakConfig(
         EncoderConfig("h264", 320, 240, 30, 500, encoder="libx264"), duration_s=4.0,
         ladder_kbps=(300, 500), adapt_every_s=1.0, baseline=baseline,
         criteria=Criteria(min_reuse_rate=0.0),
     )  # fmt: skip
     runner = SoakRunner(config)
-    return runner.run().as_dict(), runner
+    return runner.run(), runner
+
+
+def small_soak(baseline: bool) -> tuple[dict[str, Any], SoakRunner]:
+    result, runner = typed_soak(baseline)
+    return result.as_dict(), runner
 
 
 @pytest.mark.parametrize("kind", ["managed", "baseline"])
@@ -55,3 +64,18 @@ def test_each_pipeline_has_its_own_ledger_and_the_baseline_no_pools() -> None:
     assert baseline["sessions_created"] == baseline["acquisitions"] == 4
     assert baseline["session_reuse_rate"] == 0.0 and baseline["adapted_in_place"] == 0
     assert baseline["rate_change_keyframes"] == 3  # each new session starts on an IDR
+
+
+def test_the_soak_table_speaks_mib_and_says_not_measured(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    result, _ = typed_soak(baseline=True)
+    print_soak(result)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    peak = next(line for line in lines if "peak memory" in line)
+    assert "< 476.8 MiB" in peak  # the threshold in the figure's own unit
+    assert "500000000" not in out and "MB/h" not in out and "n/a" not in out
+    references = next(line for line in lines if "reference frames" in line)
+    assert "not measured" in references and " ok" not in references

@@ -30,12 +30,19 @@ from vramguard.loadsignal import LoadSource
 from vramguard.probes import NoSuchProcess, Reading
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler, SampleResult
-from vramguard.tracker import LeakAlert, MemoryTracker, Sample, choose_process_metric
+from vramguard.tracker import (
+    LeakAlert,
+    MemoryTracker,
+    Sample,
+    budget_for,
+    choose_process_metric,
+)
 from vramguard.trend import DetectorConfig, Trend, detect_leak
 
 Ledger = Mapping[str, int | None]
 #: what a reading is asked for: (stream time, wall seconds since the start, the ledger)
 Context = tuple[float, float, Ledger]
+__all__ = ["Context", "Ledger", "Recorder", "Series", "budget_for"]
 
 #: points a Series keeps before it thins: 12 days of one sample a second (25 MB of floats)
 DEFAULT_MAX_POINTS = 1 << 20
@@ -95,13 +102,6 @@ class Series:
     @property
     def loads(self) -> npt.NDArray[np.float64]:
         return self._data[2, : self._count]
-
-
-def budget_for(metric: str | None, sample: Sample | None) -> float | None:
-    """The memory a metric can grow into: the device's size, unless it is host RSS."""
-    if sample is None or metric == "host_rss_bytes":
-        return None
-    return sample.device_total_bytes
 
 
 class Recorder:

@@ -111,6 +111,13 @@ def choose_metric(available: Iterable[str]) -> str | None:
     return next((m for m in PREFERRED_METRICS if m in present), None)
 
 
+def budget_for(metric: str | None, sample: Sample | None) -> int | None:
+    """The memory a metric can grow into: the device's size, unless it is host RSS."""
+    if sample is None or metric == "host_rss_bytes":
+        return None
+    return sample.device_total_bytes
+
+
 def choose_process_metric(sample: Sample) -> str | None:
     """What to judge of one process: its GPU memory where a probe has it, else its RSS
     (the device's use includes other processes)."""
@@ -249,8 +256,8 @@ class MemoryTracker:
     def _alert(self, alarm: Alarm) -> LeakAlert:
         assert self.metric is not None
         budget = self.budget_bytes
-        if budget is None and self.metric != "host_rss_bytes" and self.samples:
-            budget = self.samples[-1].device_total_bytes
+        if budget is None:
+            budget = budget_for(self.metric, self.samples[-1] if self.samples else None)
         exhaustion = None
         if budget is not None and alarm.slope_bytes_per_hour > 0:
             exhaustion = max(0.0, (budget - alarm.level_bytes) / alarm.slope_bytes_per_hour * HOUR)
