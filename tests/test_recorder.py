@@ -109,3 +109,28 @@ def test_importing_the_probes_does_not_import_pyav_or_prometheus() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**os.environ})  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+def test_a_soak_takes_its_probe_reader_through_its_constructor() -> None:
+    from vramguard.encode import EncoderConfig
+    from vramguard.probes import read
+    from vramguard.soak import SoakConfig, SoakRunner
+
+    calls = 0
+
+    def first_then_broken() -> Reading:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError("NVML: GPU is lost")
+        return read()
+
+    heard: list[tuple[str, str]] = []
+    config = SoakConfig(EncoderConfig("h264", 160, 120, 30, 300, encoder="libx264"),
+                        duration_s=2.0, sample_interval_s=0.25)  # fmt: skip
+    runner = SoakRunner(config, read=first_then_broken,
+                        on_fault=lambda kind, message: heard.append((kind, message)))  # fmt: skip
+    result = runner.run()
+    assert result.samples == 1 and result.frames_encoded == 60  # every frame, one sample
+    assert heard == [("probe", "OSError: NVML: GPU is lost")]  # said once
+    assert result.faults["probe"]["count"] >= 1

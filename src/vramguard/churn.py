@@ -30,6 +30,7 @@ from vramguard.encode import EncoderConfig, EncoderError, EncoderUnavailable, op
 from vramguard.fields import PROBE_FIELDS
 from vramguard.heap import trim_heap
 from vramguard.pools.sessions import PoolError, SessionPool, SessionPoolStats
+from vramguard.probes import Reading
 from vramguard.recorder import Recorder
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sources import SyntheticSource
@@ -85,6 +86,7 @@ class ChurnRunner:
         log: SampleLogWriter | None = None,
         on_fault: Callable[[str, str], None] | None = None,
         leak_bytes_per_frame: int = 0,  # test seam: bytes kept per frame (a leak on cue)
+        read: Callable[[], Reading] = probes.read,  # a probe reading of this process
     ) -> None:
         self.config = config
         self.on_cycle = on_cycle
@@ -92,7 +94,7 @@ class ChurnRunner:
         self.stop_reason: str | None = None
         self.failure: str | None = None  # the encoder error that ended it early
         # no tracker: the churn judges growth per cycle itself (see result())
-        self.recorder = Recorder(probes.read, None, log, on_fault=on_fault)
+        self.recorder = Recorder(read, None, log, on_fault=on_fault)
         self.reports = self.recorder.reports
         self._stop = threading.Event()
         self._started = time.monotonic()

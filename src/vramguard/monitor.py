@@ -24,6 +24,7 @@ from rich.text import Text
 from vramguard import probes
 from vramguard.exporter import MetricsExporter
 from vramguard.loadsignal import LoadSource
+from vramguard.probes import Reading
 from vramguard.recorder import Recorder
 from vramguard.report import trend_document
 from vramguard.samplelog import SampleLogWriter
@@ -34,7 +35,8 @@ from vramguard.units import format_bytes, format_duration, format_rate
 
 
 class Monitor:
-    """Samples `pid` into a tracker and (optionally) a log; `on_alert` hears each new alert."""
+    """Samples `pid` into a tracker and (optionally) a log; `on_alert` hears each new alert.
+    `read(pid)` takes a reading (the probes by default; a seam for tests and embedders)."""
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class Monitor:
         time_limit_s: float = DEFAULT_TIME_LIMIT_S,
         on_fault: Callable[[str, str], None] | None = None,
         load_source: LoadSource | None = None,
+        read: Callable[[int], Reading] = probes.read,
     ) -> None:
         self.pid = pid
         self.tracker = tracker
@@ -56,7 +59,7 @@ class Monitor:
         self._start: float | None = None
         hear = None if on_sample is None else (lambda sample: on_sample(self, sample))
         self.recorder = Recorder(
-            lambda: probes.read(pid), tracker, log, pid=pid, time_limit_s=time_limit_s,
+            lambda: read(pid), tracker, log, pid=pid, time_limit_s=time_limit_s,
             on_sample=hear, on_alert=on_alert, on_fault=on_fault, load_source=load_source,
         )  # fmt: skip
 

@@ -58,6 +58,7 @@ from vramguard.pipelines import (
 )
 from vramguard.pools.references import DEFAULT_BUDGET_BYTES
 from vramguard.pools.sessions import PoolError
+from vramguard.probes import Reading
 from vramguard.recorder import Recorder, budget_for
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S
@@ -182,7 +183,8 @@ def _rate_keyframes(session: EncoderSession | None) -> int:
 
 class SoakRunner:
     """Runs one soak. `stop()` (from a signal handler, say) ends it cleanly at the next frame.
-    `leak_bytes_per_frame` is a test seam: bytes kept per frame, to prove a leak fails it."""
+    Seams: `open_session` opens an encoder, `read` takes a probe reading of this process;
+    `leak_bytes_per_frame` (tests only) keeps bytes per frame, to prove a leak fails it."""
 
     def __init__(
         self,
@@ -192,6 +194,7 @@ class SoakRunner:
         open_session: Callable[[EncoderConfig], Any] = open_encoder,
         on_fault: Callable[[str, str], None] | None = None,
         leak_bytes_per_frame: int = 0,
+        read: Callable[[], Reading] = probes.read,
     ) -> None:
         self.config = config
         self.log = log
@@ -203,7 +206,7 @@ class SoakRunner:
         hear = None if on_sample is None else (lambda sample: on_sample(self, sample))
         # preallocated, like the tracker's ring: memory must not grow as the soak samples
         capacity = int(config.duration_s / config.sample_every_s) + 4
-        self.recorder = Recorder(probes.read, self.tracker, log, on_sample=hear,
+        self.recorder = Recorder(read, self.tracker, log, on_sample=hear,
                                  on_fault=on_fault, time_limit_s=config.probe_time_limit_s,
                                  capacity=capacity)  # fmt: skip
         self.reports = self.recorder.reports
