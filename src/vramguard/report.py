@@ -53,8 +53,10 @@ def plot_png(
     trend: Trend,
     samples: Sequence[Sample] = (),
     title: str | None = None,
+    warmup_s: float | None = None,
 ) -> bytes:
-    """The picture of a run, as PNG bytes."""
+    """The picture of a run, as PNG bytes. `warmup_s`: the detector's warm-up, shaded (its
+    samples, the encoder and the interpreter settling, are not judged)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,6 +75,9 @@ def plot_png(
                 labels=list(components),
                 alpha=0.35,
             )
+        if warmup_s and len(t):
+            ax.axvspan(0.0, warmup_s / unit_s, color="#d9d9d9", alpha=0.5,
+                       label="warm-up, not judged")  # fmt: skip
         ax.plot(hours, values / MiB, lw=1.0, color="#1f4e79", label=metric)
         if trend.slope_bytes_per_hour is not None and len(t) > 1:
             centre_h, centre_v = float(np.mean(hours)), float(np.mean(values))

@@ -334,7 +334,8 @@ def _write_html(path: str, runner: SoakRunner, result: SoakResult, force: bool) 
     t, values = runner.times, runner.values
     title = f"soak {result.codec} {result.resolution}: {result.verdict}"
     samples = list(runner.tracker.samples)
-    png = plot_png(t, values, result.metric or "memory", trend, samples, title=title)
+    png = plot_png(t, values, result.metric or "memory", trend, samples, title=title,
+                   warmup_s=runner.config.detector().warmup_s)  # fmt: skip
     rows = [(r.name, f"{_shown(r.unit, r.measured)} ({shown_threshold(r)}): "
              f"{'MISSED' if not r.passed else 'ok' if r.measured_here else 'not measured'}")
             for r in result.criteria]  # fmt: skip
