@@ -64,7 +64,7 @@ from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S
 from vramguard.soakresult import RungResult, SoakResult
 from vramguard.sources import SyntheticSource, make_source
-from vramguard.tracker import MemoryTracker, Sample
+from vramguard.tracker import MemoryTracker, Sample, attribute
 from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
 
 __all__ = ["Criteria", "SoakConfig", "SoakResult", "SoakRunner", "SyntheticSource", "judge"]
@@ -447,7 +447,6 @@ class SoakRunner:
         cfg, state = self.config, self.state
         trend = self.final_trend = self.trend()
         ledger = self.pipeline.ledger()
-        alerts = self.tracker.alerts
         measures = Measures(
             metric=self.tracker.metric, peak_bytes=trend.peak_bytes,
             growth_bytes_per_hour=trend.slope_bytes_per_hour,
@@ -460,7 +459,7 @@ class SoakRunner:
         return SoakResult(
             **self._run_fields(), **self._measured_fields(measures, trend),
             **self._pipeline_fields(ledger),
-            likely_source=alerts[-1].likely_source if alerts else None,
+            likely_source=self._likely_source(trend),
             interrupted=state.stop_reason if state.failure is None else None,
             failure=state.failure, faults={k: dict(v) for k, v in self.recorder.faults.items()},
             samples=len(self.times), samples_skipped=state.samples_skipped,
@@ -469,6 +468,16 @@ class SoakRunner:
             / cfg.time_scale,
             criteria=criteria, verdict="pass" if all(c.passed for c in criteria) else "fail",
         )  # fmt: skip
+
+    def _likely_source(self, trend: Trend) -> str | None:
+        """The last alert's source; for a leak the replay found and the online detector did
+        not alarm on (its samples skipped on a loaded machine), the samples' own attribution."""
+        alerts, metric = self.tracker.alerts, self.tracker.metric
+        if alerts:
+            return alerts[-1].likely_source
+        if trend.verdict != "leak" or metric is None or not self.tracker.samples:
+            return None
+        return attribute(list(self.tracker.samples), metric, self.tracker.samples[0].t)
 
     def _run_fields(self) -> dict[str, Any]:
         cfg, enc, state = self.config, self.config.encoder, self.state
