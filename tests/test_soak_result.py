@@ -12,8 +12,9 @@ import pytest
 
 from vramguard.commands.soak import print_soak
 from vramguard.criteria import Criteria
-from vramguard.encode import EncoderConfig
+from vramguard.encode import EncoderConfig, EncoderUnavailable
 from vramguard.pipelines import BaselinePipeline, ManagedPipeline
+from vramguard.pools.sessions import PoolError
 from vramguard.soak import SoakConfig, SoakRunner
 from vramguard.soakresult import SoakResult
 
@@ -94,3 +95,16 @@ def test_a_leak_the_online_detector_missed_still_names_its_likely_source() -> No
         runner._leaked.clear()
     assert again.leak_verdict == "leak"
     assert again.likely_source == "unaccounted"  # none of our pools holds it
+
+
+def test_a_soak_with_no_encoder_closes_its_pipeline_before_it_raises() -> None:
+    def no_encoder(config: EncoderConfig) -> Any:
+        raise EncoderUnavailable("no h264 encoder here (test)")
+
+    config = SoakConfig(EncoderConfig("h264", 160, 120, 30, 300), duration_s=1.0)
+    runner = SoakRunner(config, open_session=no_encoder)
+    with pytest.raises(EncoderUnavailable):
+        runner.run()
+    assert isinstance(runner.pipeline, ManagedPipeline)
+    with pytest.raises(PoolError, match="closed"):
+        runner.pipeline.pool.acquire(config.encoder)

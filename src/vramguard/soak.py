@@ -283,7 +283,11 @@ class SoakRunner:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> SoakResult:
-        encoder = self._resolve_encoder()
+        try:
+            encoder = self._resolve_encoder()
+        except BaseException:
+            self.pipeline.close()  # no encoder here: the source and the pools go at once
+            raise
         prewarm(self.config.detector())  # numpy's and LAPACK's one-time costs, before measuring
         self._started = time.monotonic()
         try:
