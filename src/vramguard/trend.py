@@ -44,6 +44,7 @@ from vramguard.noise import (
     despike,
     despiked_value,
     long_run_variance,
+    median,
     spike_width,
     step_fits_better,
 )
@@ -289,8 +290,7 @@ def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2
     slope = float(x @ values) / float(x @ x)
     residuals = values - float(values.mean()) - slope * x
-    deviations = np.abs(residuals - np.median(residuals))
-    return float(1.4826 * np.median(deviations))
+    return 1.4826 * median(np.abs(residuals - median(residuals)))
 
 
 def _bucket_sums(
@@ -324,14 +324,13 @@ class _Test:
     """One growth to test: a ramp from `origin`, as memory or as memory per unit of load."""
 
     origin: float
-    column: npt.NDArray[np.float64]
     kind: Literal["memory", "per-session"]
 
 
 @dataclass(frozen=True, slots=True)
 class _Fitted:
     """Least squares of y on [1, column, *nuisance]: the column's coefficient, the linear
-    weights that give it (w . y), the residuals, and an AR(1) z for a cheap screen."""
+    weights that give it (w . y), the residuals and what the nuisance terms explain."""
 
     slope: float
     weights: npt.NDArray[np.float64]
@@ -339,14 +338,6 @@ class _Fitted:
     nuisance_part: npt.NDArray[np.float64]
     rss: float
     dof: int
-    z_model: float
-    rho: float
-    variance: float
-
-    def as_fit(self, t: npt.NDArray[np.float64], origin: float) -> Fit:
-        stderr = self.slope / self.z_model if self.z_model not in (0.0, math.inf) else 0.0
-        span = float(t[-1] - max(origin, float(t[0])))
-        return Fit(self.slope, abs(stderr), len(t), span, self.rho, self.variance)
 
 
 class _Fits:
@@ -363,17 +354,20 @@ class _Fits:
         nuisance: Sequence[npt.NDArray[np.float64]],
     ) -> None:
         n = len(y)
+        self.y, self.columns = y, columns
+        self.q: npt.NDArray[np.float64] | None = None
         if nuisance:
             base = np.column_stack([np.ones(n), *nuisance])
             q, r = np.linalg.qr(base)
             keep = np.abs(np.diag(r)) > 1e-9 * max(1.0, float(np.abs(r).max()))
             self.q = q[:, keep]
-        else:  # the intercept alone: its orthonormal basis needs no factorisation
-            self.q = np.full((n, 1), 1.0 / math.sqrt(n))
-        self.dof = n - self.q.shape[1] - 1
-        self.y, self.columns = y, columns
-        self.y_res = y - self.q @ (self.q.T @ y)
-        self.c_res = columns - (columns @ self.q) @ self.q.T
+            self.dof = n - self.q.shape[1] - 1
+            self.y_res = y - self.q @ (self.q.T @ y)
+            self.c_res = columns - (columns @ self.q) @ self.q.T
+        else:  # the intercept alone: projecting it out is centring
+            self.dof = n - 2
+            self.y_res = y - y.mean()
+            self.c_res = columns - columns.mean(axis=1, keepdims=True)
         sxx = np.einsum("ij,ij->i", self.c_res, self.c_res)
         scale = np.maximum(np.einsum("ij,ij->i", columns, columns), 1e-300)
         self.ok = (sxx > 1e-12 * scale) & (self.dof >= 3)
@@ -401,12 +395,22 @@ class _Fits:
     def candidate(self, i: int) -> _Fitted:
         slope = float(self.slopes[i])
         residuals = self.y_res - slope * self.c_res[i]
-        explained = ((self.y - slope * self.columns[i]) @ self.q) @ self.q.T
+        if self.q is None:  # the intercept alone explains no shape
+            nuisance_part = np.zeros(len(self.y))
+        else:
+            explained = ((self.y - slope * self.columns[i]) @ self.q) @ self.q.T
+            nuisance_part = explained - explained.mean()
         return _Fitted(
-            slope, self.c_res[i] / float(self.sxx[i]), residuals, explained - explained.mean(),
-            float(self.rss[i]), self.dof, float(self.z_model[i]), float(self.rho[i]),
-            float(self.variance[i]),
+            slope, self.c_res[i] / float(self.sxx[i]), residuals, nuisance_part,
+            float(self.rss[i]), self.dof,
         )  # fmt: skip
+
+    def fit(self, i: int, t: npt.NDArray[np.float64], origin: float) -> Fit:
+        """Column i's line as a `Fit` (slope and its AR(1) error), without its residuals."""
+        slope, z = float(self.slopes[i]), float(self.z_model[i])
+        stderr = slope / z if z not in (0.0, math.inf) else 0.0
+        span = float(t[-1] - max(origin, float(t[0])))
+        return Fit(slope, abs(stderr), len(t), span, float(self.rho[i]), float(self.variance[i]))
 
 
 @dataclass
@@ -735,18 +739,16 @@ class LeakDetector:
         if with_load:
             nuisance.append(load)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
-        ramps = [np.maximum(t - o, 0.0) for o in origins]
-        tests = [_Test(o, r, "memory") for o, r in zip(origins, ramps, strict=True)]
+        columns = np.maximum(t[None, :] - np.asarray(origins)[:, None], 0.0)  # one per ramp
+        tests = [_Test(o, "memory") for o in origins]
         if with_load:  # memory per session growing: load times the ramp
-            tests += [
-                _Test(o, load * r, "per-session") for o, r in zip(origins, ramps, strict=True)
-            ]
+            tests += [_Test(o, "per-session") for o in origins]
+            columns = np.vstack([columns, load * columns])
         margin = self._margin(t_now, float(t_now - t[0]))
         z_needed = cfg.z_alarm + margin
-        fits = _Fits(y, np.array([test.column for test in tests]), nuisance)
-        line = fits.candidate(0) if fits.ok[0] else None
-        if line is not None:
-            self.last_fit = line.as_fit(t, origins[0])
+        fits = _Fits(y, columns, nuisance)
+        if fits.ok[0]:
+            self.last_fit = fits.fit(0, t, origins[0])
         mean_load = float(np.mean(load)) if with_load else 1.0
         # the most significant first: the first that passes the careful checks is the alarm
         for i in np.argsort(-fits.z_model).tolist():
