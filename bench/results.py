@@ -695,6 +695,24 @@ def agent_table(data: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+def agent_replay_point(point: dict[str, Any]) -> str:
+    return (
+        f"{point['hours']:4.1f} h: RSS {_mb(point['rss_over_first_bytes'], sign=True)} over "
+        f"the first pass, {point['cpu_ms_per_pass']:.0f} ms CPU a pass, "
+        f"{point['leaking']} flagged"
+    )
+
+
+def agent_replay_table(data: dict[str, Any]) -> str:
+    rows = ["| hours fed | RSS over the first pass | CPU per pass | flagged |",
+            "|---|---|---|---|"]  # fmt: skip
+    for p in data["points"]:
+        if p["hours"] % 1 == 0:
+            rows.append(f"| {p['hours']:.0f} | {_mb(p['rss_over_first_bytes'], sign=True)} | "
+                        f"{p['cpu_ms_per_pass']:.0f} ms | {p['leaking']} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 def agent_section(data: dict[str, Any]) -> str:
     first = sorted(data.get("first_flag_s", {}).items(), key=lambda kv: kv[1])
     rates = data["rates_bytes_per_hour"]
@@ -716,7 +734,20 @@ def agent_section(data: dict[str, Any]) -> str:
         f"and its `/metrics` scraped. No GPU here: the children are judged on RSS.",
         agent_table(data),
         f"Leaks flagged: {found or 'none'}.",
+        *(_agent_replay_part(load("agent_replay.json"))
+          if (BENCH / "agent_replay.json").exists() else []),
     ])  # fmt: skip
+
+
+def _agent_replay_part(data: dict[str, Any]) -> list[str]:
+    return [
+        "Longer than an hour, without waiting it: the agent's fleet (a Recorder, tracker and "
+        f"detector per process) fed {data['processes']} processes' readings at "
+        f"{data['interval_s']:.0f} s ({data['leaking']} growing 50 MB/h), as fast as it takes "
+        "them, in one process (synthetic readings; no /proc or discovery in it):",
+        _code(data["command"]),
+        agent_replay_table(data),
+    ]
 
 
 # -- the whole file -------------------------------------------------------------------------
