@@ -128,17 +128,15 @@ class Meter:
         self.targets.append((time.monotonic() - self.started, bps))
 
 
-class MeteredStock(H264Encoder):
-    """aiortc's own encoder, counted: its contexts are the libx264 contexts it opens."""
+class Metered:
+    """Counts an encoder's frames, keyframes and rate changes into a meter; under the random
+    schedule the rate is the schedule's, and what aiortc sets from REMB is ignored."""
 
-    def __init__(self, meter: Meter) -> None:
-        super().__init__()
-        self.meter = meter
-        self.contexts = 0
+    meter: Meter
 
-    @property  # type: ignore[override]
+    @property
     def target_bitrate(self) -> int:
-        return H264Encoder.target_bitrate.fget(self)  # type: ignore[attr-defined,no-any-return]
+        return super().target_bitrate  # type: ignore[misc,no-any-return]
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
@@ -147,9 +145,23 @@ class MeteredStock(H264Encoder):
 
     def schedule(self, bitrate: int) -> None:
         before = self.target_bitrate
-        H264Encoder.target_bitrate.fset(self, bitrate)  # type: ignore[attr-defined]
+        super(Metered, type(self)).target_bitrate.fset(self, bitrate)  # type: ignore[attr-defined]
         if self.target_bitrate != before:
             self.meter.target_moved(self.target_bitrate)
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        payloads, timestamp = super().encode(frame, force_keyframe)  # type: ignore[misc]
+        self.meter.frame(payloads, self.target_bitrate, force_keyframe)
+        return payloads, timestamp  # type: ignore[no-any-return]
+
+
+class MeteredStock(Metered, H264Encoder):
+    """aiortc's own encoder: its contexts are the libx264 contexts it opens."""
+
+    def __init__(self, meter: Meter) -> None:
+        super().__init__()
+        self.meter = meter
+        self.contexts = 0
 
     def _encode_frame(self, frame: Any, force_keyframe: bool) -> Any:
         before = self.codec
@@ -158,14 +170,9 @@ class MeteredStock(H264Encoder):
             self.contexts += 1
         yield from nals
 
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        payloads, timestamp = super().encode(frame, force_keyframe)
-        self.meter.frame(payloads, self.target_bitrate, force_keyframe)
-        return payloads, timestamp
 
-
-class MeteredVramguard(VramguardH264Encoder):
-    """vramguard's encoder, counted by the same meter."""
+class MeteredVramguard(Metered, VramguardH264Encoder):
+    """vramguard's encoder: its contexts are the sessions it opens."""
 
     def __init__(self, meter: Meter, ledger: EncoderLedger) -> None:
         super().__init__(H264Settings(), ledger)
@@ -174,26 +181,6 @@ class MeteredVramguard(VramguardH264Encoder):
     @property
     def contexts(self) -> int:
         return self.counters.sessions_opened
-
-    @property  # type: ignore[override]
-    def target_bitrate(self) -> int:
-        return VramguardH264Encoder.target_bitrate.fget(self)  # type: ignore[attr-defined,no-any-return]
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        if not self.meter.scheduled:
-            self.schedule(bitrate)
-
-    def schedule(self, bitrate: int) -> None:
-        before = self.target_bitrate
-        VramguardH264Encoder.target_bitrate.fset(self, bitrate)  # type: ignore[attr-defined]
-        if self.target_bitrate != before:
-            self.meter.target_moved(self.target_bitrate)
-
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        payloads, timestamp = super().encode(frame, force_keyframe)
-        self.meter.frame(payloads, self.target_bitrate, force_keyframe)
-        return payloads, timestamp
 
 
 def rate_tracking(meter: Meter) -> dict[str, Any]:
