@@ -5,7 +5,7 @@ connection (`install()`) or for chosen ones (`use(pc)`). Needs `pip install 'vra
 
     ledger = vg_aiortc.install()  # every H.264 sender made from now on
     ...
-    ledger.stats()  # sessions opened, in-place rate changes, keyframes, session bytes
+    ledger.stats()  # LedgerStats: sessions open, their bytes, opens, in-place changes, keyframes
     vg_aiortc.uninstall()
 """
 
@@ -23,12 +23,13 @@ except ImportError:
 
 from vramguard.integrations.aiortc.encoder import H264Settings, VramguardH264Encoder
 from vramguard.integrations.aiortc.hooks import h264_factory, install, installed, uninstall, use
-from vramguard.integrations.aiortc.ledger import EncoderCounters, EncoderLedger
+from vramguard.integrations.aiortc.ledger import EncoderCounters, EncoderLedger, LedgerStats
 
 __all__ = [
     "EncoderCounters",
     "EncoderLedger",
     "H264Settings",
+    "LedgerStats",
     "VramguardH264Encoder",
     "h264_factory",
     "install",

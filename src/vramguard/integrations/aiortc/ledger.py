@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 
 from vramguard import probes
 from vramguard.encode import EncoderConfig, warm_session_bytes
@@ -46,7 +46,24 @@ class EncoderCounters:
         return asdict(self)
 
 
-COUNTER_NAMES = tuple(f.name for f in fields(EncoderCounters))
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    """What a ledger's encoders hold now, and their counters summed so far."""
+
+    encoders_active: int
+    sessions_active: int
+    #: the open sessions, each at `warm_session_bytes(config)`: an estimate, not a reading
+    session_bytes: int
+    totals: EncoderCounters
+
+    def as_dict(self) -> dict[str, int]:
+        """Flat, for a log line or JSON."""
+        return {
+            "encoders_active": self.encoders_active,
+            "sessions_active": self.sessions_active,
+            "session_bytes": self.session_bytes,
+            **self.totals.as_dict(),
+        }
 
 
 class EncoderLedger:
@@ -80,16 +97,16 @@ class EncoderLedger:
         with self._lock:
             self._totals.add(**deltas)
 
-    def stats(self) -> dict[str, int]:
-        """A flat dictionary to log and diff: encoders and sessions open now, the estimated
-        bytes those sessions hold, and every counter summed over all encoders so far."""
+    def stats(self) -> LedgerStats:
+        """Encoders and sessions open now, the estimated bytes those sessions hold, and
+        every counter summed over all encoders so far (a copy: it does not change)."""
         with self._lock:
-            return {
-                "encoders_active": self._encoders_active,
-                "sessions_active": len(self._session_bytes),
-                "session_bytes": sum(self._session_bytes.values()),
-                **self._totals.as_dict(),
-            }
+            return LedgerStats(
+                encoders_active=self._encoders_active,
+                sessions_active=len(self._session_bytes),
+                session_bytes=sum(self._session_bytes.values()),
+                totals=replace(self._totals),
+            )
 
     def sample(self, pid: int | None = None) -> Sample:
         """A reading of this process (or `pid`) with what the encoders hold, for a tracker
@@ -100,8 +117,8 @@ class EncoderLedger:
             reading,
             t=self._clock() - self._started,
             wall_s=time.time(),
-            sessions_active=stats["sessions_active"],
-            frames_encoded=stats["frames_encoded"],
+            sessions_active=stats.sessions_active,
+            frames_encoded=stats.totals.frames_encoded,
         )
 
     def track(self, tracker: MemoryTracker, pid: int | None = None) -> LeakAlert | None:
