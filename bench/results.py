@@ -655,7 +655,13 @@ def aiortc_section(runs: list[dict[str, Any]]) -> str:
     ]
     for data in runs:
         table = aiortc_encode_table if "encode_only" in data else aiortc_table
-        blocks += [_code(data["command"]), table(data)]
+        start, end = data["load_average_at_start"][0], data["load_average_at_end"][0]
+        blocks += [
+            _code(data["command"]),
+            f"Load average (1 min) {start:.1f} at the start, {end:.1f} at the end, on "
+            f"{data['cpus']} cores.",
+            table(data),
+        ]
     return "\n\n".join(blocks)
 
 

@@ -6,6 +6,8 @@ them, and one whose stack is missing says so in one line (`IntegrationUnavailabl
 
 from __future__ import annotations
 
+from vramguard.errors import VramguardError
 
-class IntegrationUnavailable(ImportError):
+
+class IntegrationUnavailable(VramguardError, ImportError):
     """The stack an integration plugs into is not installed; the message says how to get it."""
