@@ -309,3 +309,5 @@ def test_the_ledger_gives_the_tracker_what_the_encoders_hold() -> None:
     assert (last.sessions_active, last.frames_encoded) == (0, 3)
     assert first.host_rss_bytes is not None and first.host_rss_bytes > 0
     assert last.t >= first.t
+    # wall_s counts from the ledger's start (docs/log-format.md), not the epoch
+    assert first.wall_s is not None and 0 <= first.wall_s <= last.wall_s < 3600

@@ -113,10 +113,11 @@ class EncoderLedger:
         or a sample log (`t` is seconds since the ledger was made)."""
         reading = probes.read(pid)
         stats = self.stats()
+        since = self._clock() - self._started
         return Sample.from_reading(
             reading,
-            t=self._clock() - self._started,
-            wall_s=time.time(),
+            t=since,
+            wall_s=since,  # seconds since the start, as docs/log-format.md has it
             sessions_active=stats.sessions_active,
             frames_encoded=stats.totals.frames_encoded,
         )
