@@ -136,6 +136,32 @@ def run_one(job: tuple[str, int, DetectorConfig, tuple[str, ...]]) -> dict[str, 
     return record
 
 
+def shaped_like_a_target(record: dict[str, Any]) -> bool | None:
+    """Whether a healthy run holds, somewhere, the very shape a detection target requires
+    an alarm on (None for the families where that is not in question):
+
+    - pool-steps: a rise of three steps held within 6 h, what the staircase target (three
+      32 MB steps within 6 h) must be called a leak for;
+    - daily-no-load: a cycle that climbs at 5 MB/h or more for 6 h or more, what the 5 MB/h
+      target (found within 6 h) must be called a leak for: with a swing of S MB the climb
+      reaches pi * S / 24 MB/h and stays above 5 MB/h for (24 / pi) acos(120 / (pi S)) h.
+    """
+    params = record.get("params", {})
+    if record["family"] == "pool-steps":
+        moves = [(0.0, 0)] + [(float(h), int(level)) for h, level in params["pool_moves"]]
+        for i, (hour, level) in enumerate(moves):
+            before = [lv for h, lv in moves[: i + 1] if h >= hour - 6.0]
+            at_start = [lv for h, lv in moves[: i + 1] if h < hour - 6.0][-1:]
+            if level - min(before + at_start) >= 3:
+                return True
+        return False
+    if record["family"] == "daily-no-load":
+        steepest = math.pi * float(params["cycle_mb"]) / 24.0  # MB/h
+        hours = 24.0 / math.pi * math.acos(min(1.0, 5.0 / steepest))
+        return hours >= 6.0
+    return None
+
+
 def delay_h(record: dict[str, Any], detector: str) -> float:
     """Hours from the leak's start to the first alarm at or after it (inf when missed)."""
     start = record["leak_start_t"]
@@ -161,6 +187,9 @@ def summarise(records: list[dict[str, Any]], which: tuple[str, ...]) -> dict[str
         if name in HEALTHY:
             days = sum(r["hours"] for r in rows) / 24
             entry["stream_days"] = days
+            shaped = [shaped_like_a_target(r) for r in rows]
+            if any(s is not None for s in shaped):
+                entry["target_shaped_runs"] = sum(1 for s in shaped if s) / len(rows)
         else:
             # before the leak starts, a leaking run is a healthy one
             days = sum(r["leak_start_t"] / HOUR for r in rows) / 24
@@ -285,6 +314,17 @@ healthy family at most 1 false-alarm episode per 30 stream-days and at most 2% o
 alarmed; the delay targets are in the last column."""
 
 
+SHAPED_NOTE = """\
+Two healthy families hold the shape a detection target requires an alarm on, so their 2%
+target conflicts with it: in {pool:.0%} of the pool-steps runs the pool rises by three steps
+and holds them within 6 h (the staircase target: three 32 MB steps within 6 h are a leak),
+and in {daily:.0%} of the daily-no-load runs the cycle climbs at 5 MB/h or more for 6 h or
+more (the 5 MB/h target: found within 6 h). Without the load column nothing in the memory
+series tells these apart at the moment the target asks for the alarm; with the column
+(daily-load) the cycle is explained and the run is not alarmed. See
+`shaped_like_a_target` in this bench."""
+
+
 def _real_rows() -> list[str]:
     """The real healthy processes recorded by bench/record_real.py, as the detector judged
     them (tests/data/real/verdicts.json)."""
@@ -316,6 +356,11 @@ def render_results(data: dict[str, Any]) -> str:
     for name, e in summary.items():
         cells = " | ".join(_cell(name, e, d) for d in which)
         lines.append(f"| {name} | {e['runs']} | {cells} | {_verdict(name, e)} |")
+    shaped = {n: e["target_shaped_runs"] for n, e in summary.items() if "target_shaped_runs" in e}
+    if shaped:
+        lines += ["", SHAPED_NOTE.format(
+            pool=shaped.get("pool-steps", math.nan), daily=shaped.get("daily-no-load", math.nan)
+        )]  # fmt: skip
     analysis, cli = data.get("analysis"), data.get("analyze_cli")
     if analysis and cli:
         lines.append("")

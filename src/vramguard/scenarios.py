@@ -129,6 +129,8 @@ def _pool_steps(d: _Draw, t: Array) -> Array:
     size = d.uniform("pool_step_mb", 8.0, 64.0) * MB
     every = d.uniform("pool_every_h", 1.0, 4.0) * HOUR
     level, out, now = 0, np.zeros(len(t)), float(t[0])
+    moves: list[list[float]] = []  # [hour, level after], recorded so a reader can judge
+    d.params["pool_moves"] = moves
     while True:
         now += float(d.rng.exponential(every))
         if now >= t[-1]:
@@ -136,6 +138,7 @@ def _pool_steps(d: _Draw, t: Array) -> Array:
         move = int(d.rng.choice([-1, 1]))
         level = min(max(level + move, 0), 4)
         out[t >= now] = level * size
+        moves.append([round(now / HOUR, 3), level])
 
 
 def _daily_load(d: _Draw, t: Array) -> tuple[Array, Array]:

@@ -1,0 +1,57 @@
+"""bench/leak_detection.py's reading of which healthy runs hold the shape a detection target
+requires an alarm on: checked on hand-made runs, and against the traces themselves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vramguard.scenarios import draw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import leak_detection  # bench/ is not a package
+
+
+def pool(moves: list[list[float]]) -> bool | None:
+    record = {"family": "pool-steps", "params": {"pool_moves": moves}}
+    return leak_detection.shaped_like_a_target(record)
+
+
+def test_three_held_steps_within_six_hours_are_the_staircase_shape() -> None:
+    assert pool([[1.0, 1], [3.0, 2], [6.5, 3]]) is True
+    # three rises, but spread over more than 6 h
+    assert pool([[1.0, 1], [5.0, 2], [9.0, 3]]) is False
+    # three rises within 6 h with a fall between: two held
+    assert pool([[1.0, 1], [2.0, 2], [3.0, 1], [4.0, 2]]) is False
+    # from one step up to four within 6 h
+    assert pool([[1.0, 1], [8.0, 2], [9.0, 3], [10.0, 4]]) is True
+
+
+def test_a_daily_cycle_is_the_5_mb_per_hour_shape_from_a_54_mb_swing() -> None:
+    def daily(swing: float) -> bool | None:
+        record = {"family": "daily-no-load", "params": {"cycle_mb": swing}}
+        return leak_detection.shaped_like_a_target(record)
+
+    assert daily(30.0) is False
+    assert daily(53.0) is False
+    assert daily(55.0) is True
+    assert leak_detection.shaped_like_a_target({"family": "white", "params": {}}) is None
+
+
+def test_the_recorded_pool_moves_are_the_trace_s_steps() -> None:
+    for seed in range(20):
+        trace = draw("pool-steps", seed)
+        if trace.params["pool_step_mb"] >= 40 and len(trace.params["pool_moves"]) >= 4:
+            break
+    size = trace.params["pool_step_mb"] * 1e6
+    level = np.zeros(len(trace.t))
+    for hour, after in trace.params["pool_moves"]:
+        level[trace.t >= hour * 3600.0] = after
+    settled = trace.t > 3600.0
+    raw = trace.values[settled]
+    without_pool = raw - level[settled] * size
+    # the pool's steps are most of the trace's spread; taking them out leaves the noise
+    assert np.std(without_pool) < 0.5 * np.std(raw)
