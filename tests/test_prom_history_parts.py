@@ -4,6 +4,7 @@ names, times and units (the server itself: tests/test_prom_history.py)."""
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 
@@ -73,3 +74,13 @@ def test_units_from_the_metric_the_query_or_the_caller() -> None:
 def test_credentials_never_appear_in_the_url_shown() -> None:
     query = RangeQuery("http://me:secret@127.0.0.1:9090/prom/", "up", 0.0, 60.0)
     assert query.shown_url == "http://127.0.0.1:9090/prom"
+
+
+def test_a_long_history_is_judged_on_every_cpu_by_default() -> None:
+    from vramguard.commands.analyze_prometheus import PARALLEL_POINTS, _default_jobs
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert _default_jobs(PARALLEL_POINTS - 1, 50) == 1  # not worth starting workers
+    assert _default_jobs(50 * 10_080, 1) == 1  # one series: nothing to share out
+    assert _default_jobs(50 * 10_080, 50) == min(cpus or 1, 50)
+    assert _default_jobs(3 * 20_000, 3) == min(cpus or 1, 3)

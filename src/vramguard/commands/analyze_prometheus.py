@@ -63,7 +63,8 @@ def add_prometheus_arguments(parser: Any) -> None:
                        type=str.lower, help="unit of the values where the metric name does "
                        "not say it (dcgm's *_FB_* are MiB, *_bytes are bytes)")  # fmt: skip
     group.add_argument("--jobs", type=bounded(int, "number of jobs", 1, 256), default=None,
-                       metavar="N", help="series judged at once (default 1)")  # fmt: skip
+                       metavar="N", help="series judged at once (default: one per CPU "
+                       f"from {PARALLEL_POINTS:,} points in all, else 1)")  # fmt: skip
     group.add_argument("--timeout", type=duration, default=30.0, metavar="DURATION",
                        help="how long each request may take (default 30s)")  # fmt: skip
 
@@ -93,6 +94,19 @@ def _verdict(times_s: Any, values_bytes: Any, config: DetectorConfig, budget: An
     )
 
 
+#: from this many points in all, judging series in parallel pays for starting the workers
+#: (a week at one minute is 10,080 points and about 1.6 s of one core; a worker starts in ~1 s)
+PARALLEL_POINTS = 50_000
+
+
+def _default_jobs(points: int, series: int) -> int:
+    """One job per CPU this process may run on, for a history long enough to pay for them."""
+    if points < PARALLEL_POINTS or series < 2:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, series))
+
+
 def _realtime() -> bool:
     """Whether this process runs under a real-time policy (SVT-AV1 sets SCHED_FIFO 99 on a
     process that opened a session as root): workers spawned from it livelock while they
@@ -112,8 +126,8 @@ def _ordinary_scheduling() -> None:
 
 def judge_all(history: History, args: argparse.Namespace) -> list[tuple[dict[str, Any], Trend]]:
     """Every series' verdict as a JSON-ready dictionary (times from its first point); the
-    series are judged in `--jobs` processes when asked (the detector replays every bucket:
-    seconds for a week at one minute on one core)."""
+    series are judged in `--jobs` processes (by default one per CPU for a long history:
+    the detector replays every bucket, seconds for a week at one minute on one core)."""
     series = history.series
     starts = [float(s.times_s[0]) for s in series]
     times = [s.times_s - t0 for s, t0 in zip(series, starts, strict=True)]
@@ -121,7 +135,8 @@ def judge_all(history: History, args: argparse.Namespace) -> list[tuple[dict[str
     configs = [detector_config(args, float(t[-1]) if len(t) else 0.0) for t in times]
     work = (times, [s.values_bytes for s in series], configs,
             [args.budget] * len(series))  # fmt: skip
-    jobs = min(args.jobs or 1, len(series))
+    points = sum(len(t) for t in times)
+    jobs = min(args.jobs or _default_jobs(points, len(series)), len(series))
     if jobs > 1 and not _realtime():
         # fresh interpreters, not forks: a fork of a process whose BLAS threads are running
         # (a test suite, an embedding server) spins forever in the child's first matrix op
