@@ -752,10 +752,15 @@ def agent_section(data: dict[str, Any]) -> str:
     for pid, t in first:
         if pid in rates:
             by_rate.setdefault(rates[pid], []).append(t)
+
+    def span(ts: list[float]) -> str:
+        low, high = round(min(ts) / 60), round(max(ts) / 60)
+        return f"{low} min" if low == high else f"{low}-{high} min"
+
     found = ", ".join(
-        f"{rate / MB:.0f} MB/h after {min(ts) / 60:.0f}-{max(ts) / 60:.0f} min"
-        for rate, ts in sorted(by_rate.items())
+        f"{rate / MB:.0f} MB/h after {span(ts)}" for rate, ts in sorted(by_rate.items())
     )
+    logs = data.get("log_dir_bytes")
     return "\n\n".join([
         "## Node agent (`bench/agent.py`)",
         _code(f"{data['command']}"),
@@ -763,7 +768,11 @@ def agent_section(data: dict[str, Any]) -> str:
         f"host memory on purpose (20, 50 and 100 MB/h), the rest flat or a 20 MB sawtooth "
         f"(every two minutes); `vramguard agent --match` on them every {data['interval']} "
         f"with `--window {data['window']}`, measured from outside with psutil every minute "
-        f"and its `/metrics` scraped. No GPU here: the children are judged on RSS.",
+        f"and its `/metrics` scraped. No GPU here: the children are judged on RSS. The agent "
+        f"ran with `--log-dir` (a log line per process per pass, each fsync'd"
+        + (f"; {_mb(logs)} in the folder at the end" if logs is not None else "")
+        + f"), at commit {data.get('commit', 'unrecorded')}, on the shared machine: the "
+        "pass's wall time includes waiting for the CPU and the disk.",
         agent_table(data),
         f"Leaks flagged: {found or 'none'}.",
         *(_agent_replay_part(load("agent_replay.json"))
