@@ -18,6 +18,7 @@ from test_prometheus import (
     query,
     scrape,
     start_prometheus,
+    wait_for,
 )
 from vramguard.agent.fleet import Fleet
 from vramguard.agent.loop import Agent
@@ -95,15 +96,8 @@ def test_a_real_prometheus_fires_the_leak_rule_for_the_leaking_process_only(
         )  # fmt: skip
         prometheus, web_port = start_prometheus(tmp_path, rules, metrics_port, "agent")
         try:
-            firing: list[dict[str, object]] = []
-            deadline = time.monotonic() + 90
             expression = 'ALERTS{alertname="VramguardProcessLeak",alertstate="firing"}'
-            while time.monotonic() < deadline and not firing:
-                time.sleep(1)
-                try:
-                    firing = query(web_port, expression)
-                except OSError:
-                    continue
+            firing = wait_for(web_port, expression)
             assert firing, "the leak rule never fired"
             time.sleep(2)  # a flat process would have fired by now too
             firing = query(web_port, expression)

@@ -127,6 +127,19 @@ def query(prometheus_port: int, expression: str) -> list[dict[str, object]]:
     return result
 
 
+def wait_for(prometheus_port: int, expression: str, seconds: float = 90) -> list[dict[str, object]]:
+    """The query's result once it has one (asked every second), or [] after `seconds`."""
+    found: list[dict[str, object]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not found:
+        time.sleep(1)
+        try:
+            found = query(prometheus_port, expression)
+        except OSError:  # Prometheus not listening yet
+            continue
+    return found
+
+
 def start_prometheus(
     folder: Path, rules: Path, metrics_port: int, job: str
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -158,14 +171,7 @@ def test_a_real_prometheus_scrapes_a_soak(tmp_path: Path) -> None:
     )  # fmt: skip
     prometheus, web_port = start_prometheus(tmp_path, RULES, metrics_port, "vramguard")
     try:
-        found: list[dict[str, object]] = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not found:
-            time.sleep(1)
-            try:
-                found = query(web_port, "vramguard_frames_encoded_total")
-            except OSError:
-                continue
+        found = wait_for(web_port, "vramguard_frames_encoded_total")
         assert found, "Prometheus never scraped a vramguard series"
         assert found[0]["metric"]["job"] == "vramguard"  # type: ignore[index]
         assert float(found[0]["value"][1]) > 0  # type: ignore[index]
