@@ -153,12 +153,8 @@ def step_fits_better(t: Array, y: Array, ramp_from: float, rss_ramp: float) -> b
 
 class Variogram:
     """The process's own variogram, gamma(h) = Var(x[t+h] - x[t]) / 2 at lags of h buckets,
-    from robust spreads of its increments about zero (the median absolute increment). Not
-    about their median: over a history of a few hours a slow wander's long-lag increments
-    share its drift, and centring them took the wander out (a 6 h wander's variogram came
-    out with a twentieth of its sill, and its ramps with a quarter of their error). A leak
-    in the history widens it instead, which is why a ramp is judged against the variogram
-    measured before the ramp began. From it, the variance of any linear
+    from robust spreads of its increments (centred on their median, so a steady trend or a
+    leak in part of the history barely moves it). From it, the variance of any linear
     estimate whose weights sum to zero (a slope beside a level) follows without a noise
     model: Var(w . x) = -sum_ij w_i w_j gamma(|i - j|). This holds for white noise, AR
     mixtures, slow wander and random walks alike, as long as the history is long enough to
@@ -177,17 +173,9 @@ class Variogram:
         self.model = model  # nugget, partial sill, time constant (buckets)
 
     @classmethod
-    def measure(
-        cls,
-        index: npt.NDArray[np.int64],
-        values: Array,
-        max_lag: int,
-        drift_free: bool = False,
-    ) -> Variogram:
+    def measure(cls, index: npt.NDArray[np.int64], values: Array, max_lag: int) -> Variogram:
         """From values at bucket numbers `index` (gaps allowed), lags 1..max_lag on a
-        geometric grid; a lag with under 8 increments is left out. `drift_free` centres
-        each lag's increments on their median: a steady climb (and a slow wander with it)
-        taken out, for a fit of the very history the climb is in."""
+        geometric grid; a lag with under 8 increments is left out."""
         span = int(index[-1] - index[0]) + 1
         grid = np.full(span, np.nan)
         grid[index - index[0]] = values
@@ -201,7 +189,7 @@ class Variogram:
             d = d[np.isfinite(d)]
             if len(d) < 8:
                 break
-            spread = 1.4826 * median(np.abs(d - median(d)) if drift_free else np.abs(d))
+            spread = 1.4826 * median(np.abs(d - median(d)))
             lags.append(h)
             gammas.append(spread * spread / 2)
         if not gammas:

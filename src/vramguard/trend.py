@@ -452,7 +452,6 @@ class LeakDetector:
         self._variograms: deque[tuple[float, Variogram]] = deque(
             maxlen=int(cfg.history_s / cfg.noise_record_every_s) + 2
         )
-        self._noise_measured: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None = None
         self._last_t: float | None = None
         self.samples = 0
         self.restarts: list[float] = []
@@ -721,19 +720,7 @@ class LeakDetector:
             design = np.column_stack([np.ones(len(y)), load])
             y = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
         max_lag = int(cfg.history_s / cfg.bucket_s)
-        index = self._index[settled:n].copy()
-        self._noise_measured = (index, np.array(y, copy=True))
-        self._variograms.append((t_now, Variogram.measure(index, y, max_lag)))
-
-    def drift_free_variogram(self) -> Variogram | None:
-        """The latest variogram's history measured with each lag's increments centred on
-        their median (a steady climb taken out): for a fit of the very history a leak would
-        be in, which the leak must not widen (the whole series' fit)."""
-        if self._noise_measured is None:
-            return None
-        index, y = self._noise_measured
-        max_lag = int(self.config.history_s / self.config.bucket_s)
-        return Variogram.measure(index, y, max_lag, drift_free=True)
+        self._variograms.append((t_now, Variogram.measure(self._index[settled:n], y, max_lag)))
 
     def _slope(self, t_now: float) -> Alarm | None:
         cfg = self.config
@@ -998,8 +985,7 @@ def _whole_series_fit(
 ) -> tuple[float, float] | None:
     """(growth in bytes an hour, z) of a line through the whole series, on buckets, with
     level shifts at rises and load as a regressor where it moves; the error is the most
-    conservative of AR(1), batch means and the detector's last variogram, measured drift-free
-    (the growth judged here is in that history)."""
+    conservative of AR(1), batch means and the detector's last variogram."""
     ld = np.full(len(t), np.nan) if load is None else load
     bidx, sums_t, sums_v, counts, sums_l, counts_l = _bucket_sums(
         t, v, ld, float(t[0]), cfg.bucket_s
@@ -1018,8 +1004,7 @@ def _whole_series_fit(
         return None
     fit = fits.candidate(0)
     variance = long_run_variance(bidx, fit.residuals, fit.dof) * float(fit.weights @ fit.weights)
-    drift_free = detector.drift_free_variogram()
-    if drift_free is not None:
-        variance = max(variance, drift_free.variance(bidx, fit.weights))
+    if detector.variograms:
+        variance = max(variance, detector.variograms[-1].variance(bidx, fit.weights))
     se = math.sqrt(max(variance, 1e-30))
     return fit.slope * HOUR, fit.slope / se
