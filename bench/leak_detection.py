@@ -299,7 +299,8 @@ of 5 min-2 h and 5-60 MB; a pool that grows and shrinks by 8-64 MB steps (betwee
 and four steps, every 1-4 h on average); one step of 16-128 MB; gaps of 10-120 min and
 jittered intervals; one or two restarts; a daily load cycle of 30-150 MB at 1-8 MB a
 session, with the sessions column (daily-load) and without it (daily-no-load). Every trace
-starts with a warm-up of 0-150 MB. Leaks start at a random hour from 4 h to 20 h: 10 MB/h
+starts with a warm-up of 0-150 MB. Leaks start at a random hour from 4 h to 20 h (and, in
+the two from-start families, with the process: no clean history to learn from): 10 MB/h
 on white, 10 and 5 MB/h on white plus AR(1) with phi up to 0.95 (mix95: the issue's
 targets), 5-40 MB/h on each noise family, 20 MB/h on the daily load cycle (with the
 column), a per-session leak of 0.3-2 MB/h per session, 32 MB every 3 h, random staircases

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vramguard import scenarios
-from vramguard.trend import HOUR, LeakDetector, detect_leak
+from vramguard.trend import HOUR, DetectorConfig, LeakDetector, detect_leak
 
 MB = 1e6
 
@@ -50,6 +50,19 @@ def test_a_leak_on_a_white_and_ar_mixture_is_found_within_three_hours() -> None:
     assert trend.verdict == "leak" and trend.first_alert_t is not None
     assert trace.leak_start_t is not None
     assert 0 <= trend.first_alert_t - trace.leak_start_t <= 3 * HOUR
+
+
+def test_a_leak_from_the_first_sample_is_alarmed_online() -> None:
+    # No clean history to learn the noise from: the error bars must not take the leak's
+    # own drift for noise (a variogram from uncentred increments did, and never alarmed)
+    for family, seed in (("white+leak10-from-start", 15), ("mix95+leak10-from-start", 3)):
+        trace = scenarios.draw(family, seed=seed)
+        assert trace.leak_start_t == trace.t[0]
+        detector = LeakDetector(DetectorConfig())
+        detector.update_many(trace.t, trace.values)
+        detector.flush()
+        assert detector.alarms, (family, trace.params)
+        assert detector.alarms[0].t - trace.t[0] <= 4 * HOUR
 
 
 def test_memory_that_follows_load_is_stable_when_the_load_is_known() -> None:

@@ -199,14 +199,15 @@ def _healthy(kind: str) -> Builder:
     return build
 
 
-def _leaking(kind: str, low: float, high: float | None = None) -> Builder:
-    """A linear leak of `low` MB/h (or drawn from low-high) from a random hour, on `kind`."""
+def _leaking(kind: str, low: float, high: float | None = None, from_start: bool = False) -> Builder:
+    """A linear leak of `low` MB/h (or drawn from low-high) from a random hour, on `kind`;
+    or from the process's first sample (`from_start`: no clean history to learn from)."""
 
     def build(d: _Draw, hours: float, interval: float) -> Any:
         t = _times(d, hours, interval)
         rate = (low if high is None else d.uniform("leak_mb_h", low, high)) * MB
         d.params.setdefault("leak_mb_h", low)
-        start = _leak_start(d, hours)
+        start = float(t[0]) if from_start else _leak_start(d, hours)
         return t, _noise(d, kind, t, interval) + _linear(t, start, rate), None, start
 
     return build
@@ -311,6 +312,8 @@ LEAKING: dict[str, Builder] = {
     "white+leak10": _leaking("white", 10.0),
     "mix95+leak10": _leaking("mix95", 10.0),
     "mix95+leak5": _leaking("mix95", 5.0),
+    "white+leak10-from-start": _leaking("white", 10.0, from_start=True),
+    "mix95+leak10-from-start": _leaking("mix95", 10.0, from_start=True),
     "mix+leak5-40": _leaking("mix", 5.0, 40.0),
     "wander+leak5-40": _leaking("wander", 5.0, 40.0),
     "heavy+leak5-40": _leaking("heavy", 5.0, 40.0),
