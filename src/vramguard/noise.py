@@ -104,6 +104,13 @@ def median(values: Array) -> float:
     return float((part[middle - 1] + part[middle]) / 2)
 
 
+def small_median(values: Array) -> float:
+    """The median of a handful of values (a Python sort costs less than numpy's call here)."""
+    ordered: list[float] = sorted(values.tolist())
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def spike_width(values: Array) -> float:
     """The noise width `despike` measures spikes against: MAD of first differences."""
     if len(values) < 3:
@@ -116,12 +123,9 @@ def despiked_value(
 ) -> float:
     """`despike` for one value, from the neighbours that exist (online: the latest values
     are judged on one side, and judged again as their right-hand neighbours arrive)."""
-    neighbours = sorted(values[max(0, i - half_width) : i + half_width + 1].tolist())
-    middle = len(neighbours) // 2
-    median = (neighbours[middle] if len(neighbours) % 2
-              else (neighbours[middle - 1] + neighbours[middle]) / 2)  # fmt: skip
+    middle = small_median(values[max(0, i - half_width) : i + half_width + 1])
     value = float(values[i])
-    return median if width > 0 and abs(value - median) > sigmas * width else value
+    return middle if width > 0 and abs(value - middle) > sigmas * width else value
 
 
 def _best_split(cum: Array, cum2: Array, lo: int, hi: int, first: int) -> tuple[float, int]:

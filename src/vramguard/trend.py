@@ -45,6 +45,7 @@ from vramguard.noise import (
     despiked_value,
     long_run_variance,
     median,
+    small_median,
     spike_width,
     step_fits_better,
 )
@@ -273,13 +274,6 @@ def fit_ramps(
         span = float(t[-1] - max(origin, float(t[0])))
         fits.append(Fit(float(slope[i]), stderr, n, span, rho, variance))
     return fits
-
-
-def _median(values: npt.NDArray[np.float64]) -> float:
-    """Median of a handful of values (np.median costs more than the sort here)."""
-    ordered: list[float] = sorted(values.tolist())
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _robust_scale(values: npt.NDArray[np.float64]) -> float:
@@ -604,7 +598,7 @@ class LeakDetector:
             return
         before = self._raw[n - 2 * k : n - k]
         after = self._raw[n - k : n]
-        delta = _median(after) - _median(before)
+        delta = small_median(after) - small_median(before)
         # the noise width comes from the buckets before, warm-up left out where enough remain
         # (an encoder's start is a jump that would make any later step look small)
         start = max(first, n - 2 * k - cfg.step_reference_buckets)
@@ -622,7 +616,7 @@ class LeakDetector:
             return
         single = np.diff(window) * np.sign(delta)
         at = n - 2 * k + 1 + int(np.argmax(single))
-        level_before = _median(self._raw[max(first, at - k) : at])
+        level_before = small_median(self._raw[max(first, at - k) : at])
         step = Step(float(self._t[at]), delta, level_before)
         previous = self.steps[-1] if self.steps else None
         if (
@@ -644,7 +638,7 @@ class LeakDetector:
         """A fall back to (near) the level the series started at is a restart: the process
         began again, so its series does too (warm-up, steps and fits start afresh)."""
         cfg = self.config
-        start_level = _median(self._raw[first : first + cfg.step_buckets])
+        start_level = small_median(self._raw[first : first + cfg.step_buckets])
         risen = step.level_before - start_level
         after = step.level_before + step.size_bytes
         # a process that falls that far again and again is a sawtooth (a GC), not restarting
@@ -669,7 +663,7 @@ class LeakDetector:
             return None
         # A pool that also shrinks is no staircase: each fall of a like size in the window
         # cancels one rise.
-        typical = _median(np.asarray([s.size_bytes for s in ups]))
+        typical = small_median(np.asarray([s.size_bytes for s in ups]))
         falls = sum(
             1 for s in self.steps
             if s.size_bytes <= -0.5 * typical and s.t > (self._series_t0 or 0.0)
@@ -680,7 +674,7 @@ class LeakDetector:
         ups = ups[-cfg.staircase_steps :]
         rise = sum(s.size_bytes for s in ups)
         n = self._count
-        level_now = _median(self._raw[max(0, n - cfg.step_buckets) : n])
+        level_now = small_median(self._raw[max(0, n - cfg.step_buckets) : n])
         kept = level_now - ups[0].level_before
         if kept < cfg.staircase_kept_share * rise:
             return None
