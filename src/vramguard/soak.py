@@ -59,13 +59,13 @@ from vramguard.pipelines import (
 from vramguard.pools.references import DEFAULT_BUDGET_BYTES
 from vramguard.pools.sessions import PoolError
 from vramguard.probes import Reading
-from vramguard.recorder import Recorder, budget_for
+from vramguard.recorder import Recorder
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S
 from vramguard.soakresult import RungResult, SoakResult
 from vramguard.sources import SyntheticSource, make_source
 from vramguard.tracker import MemoryTracker, Sample, attribute
-from vramguard.trend import HOUR, DetectorConfig, Trend, detect_leak, prewarm
+from vramguard.trend import HOUR, DetectorConfig, Trend, prewarm
 
 __all__ = ["Criteria", "SoakConfig", "SoakResult", "SoakRunner", "SyntheticSource", "judge"]
 
@@ -435,8 +435,7 @@ class SoakRunner:
         return self.recorder.series.values
 
     def trend(self) -> Trend:
-        budget = budget_for(self.tracker.metric, self.recorder.last)
-        return detect_leak(self.times, self.values, self.config.detector(), budget)
+        return self.recorder.verdict(self.config.detector())
 
     def _rungs(self) -> tuple[RungResult, ...]:
         """Each rate asked, over all its turns: frames, bytes and the rate measured."""
