@@ -334,21 +334,18 @@ class _Fitted:
     dof: int
 
 
-class _Fits:
-    """Least squares of y on [1, column, *nuisance] for many columns at once (rows of
-    `columns`): the intercept and nuisance terms are projected out first (Frisch-Waugh-
-    Lovell), so each column's coefficient is a dot product with its residualised column.
-    Slopes and an AR(1) z for every column cost a few array operations; the residuals and
-    weights a careful error needs are built only for the columns that pass that screen."""
+class _Design:
+    """What least squares of any y on [1, column, *nuisance] needs of the columns (rows of
+    `columns`) and the nuisance terms alone: the intercept and nuisance projected out of each
+    column (Frisch-Waugh-Lovell), its sum of squares and lag-1 products. None of it depends
+    on y, so the detector keeps one while the window's columns repeat bucket after bucket
+    (regular sampling, a full window and no nuisance: the ramps sit where they sat)."""
 
     def __init__(
-        self,
-        y: npt.NDArray[np.float64],
-        columns: npt.NDArray[np.float64],
-        nuisance: Sequence[npt.NDArray[np.float64]],
+        self, columns: npt.NDArray[np.float64], nuisance: Sequence[npt.NDArray[np.float64]]
     ) -> None:
-        n = len(y)
-        self.y, self.columns = y, columns
+        n = columns.shape[1]
+        self.columns = columns
         self.q: npt.NDArray[np.float64] | None = None
         if nuisance:
             base = np.column_stack([np.ones(n), *nuisance])
@@ -356,55 +353,97 @@ class _Fits:
             keep = np.abs(np.diag(r)) > 1e-9 * max(1.0, float(np.abs(r).max()))
             self.q = q[:, keep]
             self.dof = n - self.q.shape[1] - 1
-            self.y_res = y - self.q @ (self.q.T @ y)
             self.c_res = columns - (columns @ self.q) @ self.q.T
         else:  # the intercept alone: projecting it out is centring
             self.dof = n - 2
-            self.y_res = y - y.mean()
             self.c_res = columns - columns.mean(axis=1, keepdims=True)
         sxx = np.einsum("ij,ij->i", self.c_res, self.c_res)
         scale = np.maximum(np.einsum("ij,ij->i", columns, columns), 1e-300)
-        self.ok = (sxx > 1e-12 * scale) & (self.dof >= 3)
+        self.ok: npt.NDArray[np.bool_] = (sxx > 1e-12 * scale) & (self.dof >= 3)
         self.sxx = np.where(self.ok, sxx, 1.0)
-        self.slopes = (self.c_res @ self.y_res) / self.sxx
+        c_lag = np.einsum("ij,ij->i", self.c_res[:, 1:], self.c_res[:, :-1])
+        # per column, as Python floats: the screen's arithmetic on a handful of columns
+        # costs less in Python than in numpy calls (the same IEEE operations, in the same order)
+        self.per_column = list(zip(sxx.tolist(), self.sxx.tolist(), c_lag.tolist(),
+                                   self.ok.tolist(), strict=True))  # fmt: skip
+
+    def project(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """y with the intercept and nuisance terms projected out."""
+        if self.q is None:
+            centred: npt.NDArray[np.float64] = y - y.mean()
+            return centred
+        projected: npt.NDArray[np.float64] = y - self.q @ (self.q.T @ y)
+        return projected
+
+
+class _Fits:
+    """Least squares of y on [1, column, *nuisance] for many columns at once (rows of
+    `columns`), through a `_Design`: each column's coefficient is a dot product with its
+    residualised column. Slopes and an AR(1) z for every column cost a few array operations;
+    the residuals and weights a careful error needs are built only for the columns that
+    pass that screen."""
+
+    def __init__(
+        self,
+        y: npt.NDArray[np.float64],
+        columns: npt.NDArray[np.float64],
+        nuisance: Sequence[npt.NDArray[np.float64]],
+        design: _Design | None = None,
+    ) -> None:
+        d = design if design is not None else _Design(columns, nuisance)
+        n = len(y)
+        self.y, self.design = y, d
+        self.y_res = d.project(y)
+        c_res = d.c_res
+        cy = c_res @ self.y_res
+        self.slopes = cy / d.sxx
         # residual sums of squares and lag-1 products, without building the residuals
         yy = float(self.y_res @ self.y_res)
         y_lag = float(self.y_res[1:] @ self.y_res[:-1])
-        cy = self.c_res @ self.y_res
-        c_lag = np.einsum("ij,ij->i", self.c_res[:, 1:], self.c_res[:, :-1])
-        cross = self.c_res[:, 1:] @ self.y_res[:-1] + self.c_res[:, :-1] @ self.y_res[1:]
-        b = self.slopes
-        self.rss = np.maximum(yy - 2 * b * cy + b * b * sxx, 0.0)
-        lag = y_lag - b * cross + b * b * c_lag
-        safe = np.where(self.rss > 0, self.rss, 1.0)
-        rho = lag / safe
-        self.rho = np.clip(rho + (1 + 3 * rho) / n, 0.0, 0.98)
-        self.variance = self.rss / max(self.dof, 1)
-        lrv = self.variance * (1 + self.rho) / (1 - self.rho)
-        se = np.sqrt(lrv / self.sxx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(se > 0, b / np.where(se > 0, se, 1.0), np.where(b > 0, np.inf, 0.0))
-        self.z_model = np.where(self.ok, z, -np.inf)
+        cross = c_res[:, 1:] @ self.y_res[:-1] + c_res[:, :-1] @ self.y_res[1:]
+        dof = max(d.dof, 1)
+        self.rss: list[float] = []
+        self.rho: list[float] = []
+        self.variance: list[float] = []
+        self.z_model: list[float] = []
+        for b, cy_i, cross_i, (sxx, sxx_safe, c_lag, ok) in zip(
+            self.slopes.tolist(), cy.tolist(), cross.tolist(), d.per_column, strict=True
+        ):
+            rss = max(yy - 2 * b * cy_i + b * b * sxx, 0.0)
+            lag = y_lag - b * cross_i + b * b * c_lag
+            rho = lag / (rss if rss > 0 else 1.0)
+            rho = min(max(rho + (1 + 3 * rho) / n, 0.0), 0.98)
+            variance = rss / dof
+            se = math.sqrt(variance * (1 + rho) / (1 - rho) / sxx_safe)
+            z = b / se if se > 0 else math.inf if b > 0 else 0.0
+            self.rss.append(rss)
+            self.rho.append(rho)
+            self.variance.append(variance)
+            self.z_model.append(z if ok else -math.inf)
+
+    @property
+    def ok(self) -> npt.NDArray[np.bool_]:
+        return self.design.ok
 
     def candidate(self, i: int) -> _Fitted:
+        d = self.design
         slope = float(self.slopes[i])
-        residuals = self.y_res - slope * self.c_res[i]
-        if self.q is None:  # the intercept alone explains no shape
+        residuals = self.y_res - slope * d.c_res[i]
+        if d.q is None:  # the intercept alone explains no shape
             nuisance_part = np.zeros(len(self.y))
         else:
-            explained = ((self.y - slope * self.columns[i]) @ self.q) @ self.q.T
+            explained = ((self.y - slope * d.columns[i]) @ d.q) @ d.q.T
             nuisance_part = explained - explained.mean()
         return _Fitted(
-            slope, self.c_res[i] / float(self.sxx[i]), residuals, nuisance_part,
-            float(self.rss[i]), self.dof,
+            slope, d.c_res[i] / float(d.sxx[i]), residuals, nuisance_part,
+            self.rss[i], d.dof,
         )  # fmt: skip
 
-    def fit(self, i: int, t: npt.NDArray[np.float64], origin: float) -> Fit:
+    def fit(self, i: int, points: int, span_s: float) -> Fit:
         """Column i's line as a `Fit` (slope and its AR(1) error), without its residuals."""
-        slope, z = float(self.slopes[i]), float(self.z_model[i])
+        slope, z = float(self.slopes[i]), self.z_model[i]
         stderr = slope / z if z not in (0.0, math.inf) else 0.0
-        span = float(t[-1] - max(origin, float(t[0])))
-        return Fit(slope, abs(stderr), len(t), span, float(self.rho[i]), float(self.variance[i]))
+        return Fit(slope, abs(stderr), points, span_s, self.rho[i], self.variance[i])
 
 
 @dataclass
@@ -451,7 +490,10 @@ class LeakDetector:
         self.restarts: list[float] = []
         self.peak: float = -math.inf
         self.alarm: Alarm | None = None  # the alarm in force (None when quiet)
-        self.last_fit: Fit | None = None
+        # the latest window's plain line, made a `Fit` only when read (most buckets' never is)
+        self._line: tuple[_Fits, int, float] | None = None
+        self._line_fit: Fit | None = None
+        self._design: tuple[bytes, _Design] | None = None  # the latest columns' design
 
     # -- feeding --------------------------------------------------------------------------
 
@@ -734,18 +776,22 @@ class LeakDetector:
             nuisance.append(load)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
         columns = np.maximum(t[None, :] - np.asarray(origins)[:, None], 0.0)  # one per ramp
-        tests = [_Test(o, "memory") for o in origins]
         if with_load:  # memory per session growing: load times the ramp
-            tests += [_Test(o, "per-session") for o in origins]
             columns = np.vstack([columns, load * columns])
         margin = self._margin(t_now, float(t_now - t[0]))
         z_needed = cfg.z_alarm + margin
-        fits = _Fits(y, columns, nuisance)
+        fits = _Fits(y, columns, nuisance, self._design_for(columns, nuisance))
         if fits.ok[0]:
-            self.last_fit = fits.fit(0, t, origins[0])
+            self._line = (fits, len(t), float(t[-1] - max(origins[0], float(t[0]))))
+            self._line_fit = None
+        if max(fits.z_model) < z_needed:
+            return None  # the cheap screen: the careful error below is never smaller
+        tests = [_Test(o, "memory") for o in origins]
+        if with_load:
+            tests += [_Test(o, "per-session") for o in origins]
         mean_load = float(np.mean(load)) if with_load else 1.0
         # the most significant first: the first that passes the careful checks is the alarm
-        for i in np.argsort(-fits.z_model).tolist():
+        for i in np.argsort(-np.asarray(fits.z_model)).tolist():
             test = tests[i]
             per_load = test.kind == "per-session"
             growth_h = float(fits.slopes[i]) * (mean_load if per_load else 1.0) * HOUR
@@ -772,6 +818,18 @@ class LeakDetector:
                 f"{format_duration(span)} (z = {z:.1f})",
             )  # fmt: skip
         return None
+
+    def _design_for(
+        self, columns: npt.NDArray[np.float64], nuisance: Sequence[npt.NDArray[np.float64]]
+    ) -> _Design:
+        """The columns' design, reused while they repeat exactly (compared byte for byte, so
+        the figures are the very ones a fresh design gives); with nuisance terms, fresh."""
+        if nuisance:
+            return _Design(columns, nuisance)
+        key = columns.tobytes()
+        if self._design is None or self._design[0] != key:
+            self._design = (key, _Design(columns, ()))
+        return self._design[1]
 
     def _margin(self, t_now: float, span_s: float) -> float:
         """Extra z asked while the series' own history is short next to the window tested:
@@ -803,6 +861,13 @@ class LeakDetector:
     @property
     def t0(self) -> float | None:
         return self._t0
+
+    @property
+    def last_fit(self) -> Fit | None:
+        """The plain line through the latest window judged (slope and its AR(1) error)."""
+        if self._line_fit is None and self._line is not None:
+            self._line_fit = self._line[0].fit(0, self._line[1], self._line[2])
+        return self._line_fit
 
     @property
     def variograms(self) -> list[Variogram]:
