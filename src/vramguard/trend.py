@@ -29,6 +29,7 @@ adds a verdict over all of it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -44,7 +45,6 @@ from vramguard.noise import (
     despike,
     despiked_value,
     long_run_variance,
-    median,
     small_median,
     spike_width,
     step_fits_better,
@@ -281,10 +281,31 @@ def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     n = len(values)
     if n < 5:
         return 0.0
+    x, xx = _centred_positions(n)
+    slope = float(x @ values) / xx
+    residuals = values - float(values.sum()) / n - slope * x  # sum / n: the mean, bit for bit
+    np.subtract(residuals, _median_in_place(residuals), out=residuals)
+    return 1.4826 * _median_in_place(np.abs(residuals, out=residuals))
+
+
+@functools.cache
+def _centred_positions(n: int) -> tuple[npt.NDArray[np.float64], float]:
+    """0..n-1 centred, and its sum of squares: the step finder's reference line, every bucket
+    the same length."""
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2
-    slope = float(x @ values) / float(x @ x)
-    residuals = values - float(values.mean()) - slope * x
-    return 1.4826 * median(np.abs(residuals - median(residuals)))
+    x.flags.writeable = False
+    return x, float(x @ x)
+
+
+def _median_in_place(values: npt.NDArray[np.float64]) -> float:
+    """`noise.median` of an array of our own, partitioned where it lies (no copy)."""
+    n = len(values)
+    middle = n // 2
+    if n % 2:
+        values.partition(middle)
+        return float(values[middle])
+    values.partition((middle - 1, middle))
+    return float((values[middle - 1] + values[middle]) / 2)
 
 
 def _bucket_sums(
@@ -381,7 +402,10 @@ class _Fits:
     `columns`), through a `_Design`: each column's coefficient is a dot product with its
     residualised column. Slopes and an AR(1) z for every column cost a few array operations;
     the residuals and weights a careful error needs are built only for the columns that
-    pass that screen."""
+    pass that screen.
+
+    The AR(1) figures (lag-1 products, rho) are computed when first asked for: `may_reach`
+    answers most buckets without them."""
 
     def __init__(
         self,
@@ -391,35 +415,68 @@ class _Fits:
         design: _Design | None = None,
     ) -> None:
         d = design if design is not None else _Design(columns, nuisance)
-        n = len(y)
         self.y, self.design = y, d
         self.y_res = d.project(y)
-        c_res = d.c_res
-        cy = c_res @ self.y_res
-        self.slopes = cy / d.sxx
-        # residual sums of squares and lag-1 products, without building the residuals
-        yy = float(self.y_res @ self.y_res)
-        y_lag = float(self.y_res[1:] @ self.y_res[:-1])
-        cross = c_res[:, 1:] @ self.y_res[:-1] + c_res[:, :-1] @ self.y_res[1:]
+        self.cy = d.c_res @ self.y_res
+        self.slopes = self.cy / d.sxx
+        # residual sums of squares without building the residuals
+        self.yy = float(self.y_res @ self.y_res)
         dof = max(d.dof, 1)
         self.rss: list[float] = []
-        self.rho: list[float] = []
         self.variance: list[float] = []
-        self.z_model: list[float] = []
-        for b, cy_i, cross_i, (sxx, sxx_safe, c_lag, ok) in zip(
-            self.slopes.tolist(), cy.tolist(), cross.tolist(), d.per_column, strict=True
+        self.white_z: list[float] = []  # z with the residuals taken as white (rho = 0)
+        for b, cy_i, (sxx, sxx_safe, _, _) in zip(
+            self.slopes.tolist(), self.cy.tolist(), d.per_column, strict=True
         ):
-            rss = max(yy - 2 * b * cy_i + b * b * sxx, 0.0)
+            rss = max(self.yy - 2 * b * cy_i + b * b * sxx, 0.0)
+            variance = rss / dof
+            se = math.sqrt(variance / sxx_safe)
+            self.rss.append(rss)
+            self.variance.append(variance)
+            self.white_z.append(b / se if se > 0 else math.inf if b > 0 else 0.0)
+        self._ar1: tuple[list[float], list[float]] | None = None
+
+    def may_reach(self, z_needed: float) -> bool:
+        """Whether any column's AR(1) z (`z_model`) may reach `z_needed`. A positive slope's
+        white-noise z bounds it from above, operation by operation: rho >= 0 only multiplies
+        the variance by (1 + rho) / (1 - rho) >= 1, and rounding is monotone. So a False
+        here is exactly `max(z_model) < z_needed`, without the lag-1 products."""
+        if z_needed <= 0 or not math.isfinite(self.yy):
+            return True
+        return not all(z < z_needed for z in self.white_z)
+
+    @property
+    def rho(self) -> list[float]:
+        """Each column's residual lag-1 autocorrelation, bias-corrected, clipped to [0, 0.98]."""
+        return self._ar1_figures()[0]
+
+    @property
+    def z_model(self) -> list[float]:
+        """Each column's slope over its AR(1) standard error (-inf for a column that fits
+        nothing)."""
+        return self._ar1_figures()[1]
+
+    def _ar1_figures(self) -> tuple[list[float], list[float]]:
+        if self._ar1 is not None:
+            return self._ar1
+        d, y_res, n = self.design, self.y_res, len(self.y)
+        y_lag = float(y_res[1:] @ y_res[:-1])
+        cross = d.c_res[:, 1:] @ y_res[:-1] + d.c_res[:, :-1] @ y_res[1:]
+        rhos: list[float] = []
+        zs: list[float] = []
+        for b, cross_i, rss, variance, (_, sxx_safe, c_lag, ok) in zip(
+            self.slopes.tolist(), cross.tolist(), self.rss, self.variance, d.per_column,
+            strict=True,
+        ):  # fmt: skip
             lag = y_lag - b * cross_i + b * b * c_lag
             rho = lag / (rss if rss > 0 else 1.0)
             rho = min(max(rho + (1 + 3 * rho) / n, 0.0), 0.98)
-            variance = rss / dof
             se = math.sqrt(variance * (1 + rho) / (1 - rho) / sxx_safe)
             z = b / se if se > 0 else math.inf if b > 0 else 0.0
-            self.rss.append(rss)
-            self.rho.append(rho)
-            self.variance.append(variance)
-            self.z_model.append(z if ok else -math.inf)
+            rhos.append(rho)
+            zs.append(z if ok else -math.inf)
+        self._ar1 = (rhos, zs)
+        return self._ar1
 
     @property
     def ok(self) -> npt.NDArray[np.bool_]:
@@ -641,20 +698,16 @@ class LeakDetector:
         before = self._raw[n - 2 * k : n - k]
         after = self._raw[n - k : n]
         delta = small_median(after) - small_median(before)
-        # the noise width comes from the buckets before, warm-up left out where enough remain
-        # (an encoder's start is a jump that would make any later step look small)
-        start = max(first, n - 2 * k - cfg.step_reference_buckets)
-        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
-        if n - 2 * k - settled >= 20:
-            start = max(start, settled)
-        reference = self._raw[start : n - 2 * k]
-        threshold = max(cfg.min_step_bytes, cfg.step_sigmas * _robust_scale(reference))
-        if abs(delta) < threshold:
+        # A step is large (at least min_step_bytes and step_sigmas noise widths) and sharp
+        # (most of it within two buckets: a steep ramp is no step); the noise width, the
+        # dearest of the three tests, is measured only for a change that passes the others.
+        if abs(delta) < cfg.min_step_bytes:
             return
-        # A step is sharp: most of it happens within two buckets; a steep ramp is no step.
         window = self._raw[n - 2 * k : n]
         jumps = (window[2:] - window[:-2]) * np.sign(delta)
         if float(jumps.max()) < cfg.step_sharpness * abs(delta):
+            return
+        if abs(delta) < cfg.step_sigmas * self._step_noise(first, n):
             return
         single = np.diff(window) * np.sign(delta)
         at = n - 2 * k + 1 + int(np.argmax(single))
@@ -675,6 +728,18 @@ class LeakDetector:
         self._steps_quiet_until = step.t + 2 * k * cfg.bucket_s
         if delta < 0:
             self._maybe_restart(step, first)
+
+    def _step_noise(self, first: int, n: int) -> float:
+        """The noise width steps are measured against: the `step_reference_buckets` before
+        the comparison windows, warm-up left out where enough remain (an encoder's start is
+        a jump that would make any later step look small)."""
+        cfg = self.config
+        k = cfg.step_buckets
+        start = max(first, n - 2 * k - cfg.step_reference_buckets)
+        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
+        if n - 2 * k - settled >= 20:
+            start = max(start, settled)
+        return _robust_scale(self._raw[start : n - 2 * k])
 
     def _maybe_restart(self, step: Step, first: int) -> None:
         """A fall back to (near) the level the series started at is a restart: the process
@@ -784,7 +849,7 @@ class LeakDetector:
         if fits.ok[0]:
             self._line = (fits, len(t), float(t[-1] - max(origins[0], float(t[0]))))
             self._line_fit = None
-        if max(fits.z_model) < z_needed:
+        if not fits.may_reach(z_needed) or max(fits.z_model) < z_needed:
             return None  # the cheap screen: the careful error below is never smaller
         tests = [_Test(o, "memory") for o in origins]
         if with_load:
