@@ -390,8 +390,8 @@ class _Design:
 
     def project(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """y with the intercept and nuisance terms projected out."""
-        if self.q is None:
-            centred: npt.NDArray[np.float64] = y - y.mean()
+        if self.q is None:  # sum / n: the mean, bit for bit (np.mean divides the same sum)
+            centred: npt.NDArray[np.float64] = y - float(y.sum()) / len(y)
             return centred
         projected: npt.NDArray[np.float64] = y - self.q @ (self.q.T @ y)
         return projected
@@ -526,6 +526,7 @@ class LeakDetector:
         self._clean = np.zeros(self._capacity)  # the raw buckets, single spikes replaced
         self._spike_width = 0.0
         self._load = np.full(self._capacity, np.nan)
+        self._load_seen = False  # whether any bucket knew its load
         self._index = np.zeros(self._capacity, dtype=np.int64)
         self._count = 0
         self._t0: float | None = None
@@ -640,13 +641,15 @@ class LeakDetector:
         self._load[i] = load
         self._index[i] = self._bucket if self._bucket is not None else 0
         self._count += 1
-        self._despike_latest()
-        return self._evaluate()
+        if load == load:  # known
+            self._load_seen = True
+        first = self._series_start()
+        self._despike_latest(first)
+        return self._evaluate(first)
 
-    def _despike_latest(self) -> None:
+    def _despike_latest(self, first: int) -> None:
         """Judge the newest buckets for spikes (each again as its neighbours arrive)."""
         n = self._count
-        first = self._series_start()
         if self._spike_width <= 0 and n - first >= 12:
             self._spike_width = spike_width(self._raw[first:n])
         raw = self._raw[first:n]
@@ -655,12 +658,13 @@ class LeakDetector:
 
     # -- deciding -------------------------------------------------------------------------
 
-    def _evaluate(self) -> Alarm | None:
+    def _evaluate(self, first: int) -> Alarm | None:
+        """The bucket's decision; `first` is the series' first bucket held."""
         cfg = self.config
         assert self._series_t0 is not None
         n = self._count
         t_now = float(self._t[n - 1])
-        self._find_step()
+        self._find_step(first)
         if t_now - self._series_t0 < cfg.warmup_s:
             return None
         self._measure_noise(t_now)
@@ -688,11 +692,10 @@ class LeakDetector:
         """The first held bucket of the series since the last restart."""
         return int(np.searchsorted(self._t[: self._count], self._series_t0 or 0.0))
 
-    def _find_step(self) -> None:
+    def _find_step(self, first: int) -> None:
         cfg = self.config
         k = cfg.step_buckets
         n = self._count
-        first = self._series_start()
         if n - first < 2 * k + 30 or self._t[n - 1] < self._steps_quiet_until:
             return
         before = self._raw[n - 2 * k : n - k]
@@ -704,8 +707,10 @@ class LeakDetector:
         if abs(delta) < cfg.min_step_bytes:
             return
         window = self._raw[n - 2 * k : n]
-        jumps = (window[2:] - window[:-2]) * np.sign(delta)
-        if float(jumps.max()) < cfg.step_sharpness * abs(delta):
+        recent = window.tolist()
+        jumps = [later - earlier for earlier, later in zip(recent, recent[2:], strict=False)]
+        sharpest = max(jumps) if delta > 0 else -min(jumps) if delta < 0 else 0.0
+        if sharpest < cfg.step_sharpness * abs(delta):
             return
         if abs(delta) < cfg.step_sigmas * self._step_noise(first, n):
             return
@@ -836,7 +841,7 @@ class LeakDetector:
         # data, or a GC sawtooth would pass for a climb.
         rises = [s.t for s in self.steps if s.size_bytes > 0 and t[0] < s.t <= t_now]
         nuisance = [(t >= s).astype(np.float64) for s in rises]
-        with_load = _usable_load(load)
+        with_load = self._load_seen and _usable_load(load)
         if with_load:
             nuisance.append(load)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
