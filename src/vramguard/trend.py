@@ -690,7 +690,7 @@ class LeakDetector:
 
     def _series_start(self) -> int:
         """The first held bucket of the series since the last restart."""
-        return int(np.searchsorted(self._t[: self._count], self._series_t0 or 0.0))
+        return int(self._t[: self._count].searchsorted(self._series_t0 or 0.0))
 
     def _find_step(self, first: int) -> None:
         cfg = self.config
@@ -741,7 +741,7 @@ class LeakDetector:
         cfg = self.config
         k = cfg.step_buckets
         start = max(first, n - 2 * k - cfg.step_reference_buckets)
-        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
+        settled = int(self._t[:n].searchsorted((self._series_t0 or 0.0) + cfg.warmup_s))
         if n - 2 * k - settled >= 20:
             start = max(start, settled)
         return _robust_scale(self._raw[start : n - 2 * k])
@@ -807,7 +807,7 @@ class LeakDetector:
     def _window(self, t_now: float) -> tuple[int, int]:
         cfg = self.config
         start_t = max((self._series_t0 or 0.0) + cfg.warmup_s, t_now - cfg.history_s)
-        return int(np.searchsorted(self._t[: self._count], start_t, side="left")), self._count
+        return int(self._t[: self._count].searchsorted(start_t)), self._count
 
     def _measure_noise(self, t_now: float) -> None:
         """Once an hour: the variogram of the series' own history (warm-up left out)."""
