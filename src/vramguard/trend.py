@@ -334,6 +334,12 @@ def _usable_load(load: npt.NDArray[np.float64]) -> bool:
     return bool(len(load)) and bool(np.all(np.isfinite(load))) and float(np.ptp(load)) > 0
 
 
+def _ramps(t: npt.NDArray[np.float64], origins: Sequence[float]) -> npt.NDArray[np.float64]:
+    """One ramp column per origin: max(t - origin, 0)."""
+    columns: npt.NDArray[np.float64] = np.maximum(t[None, :] - np.asarray(origins)[:, None], 0.0)
+    return columns
+
+
 @dataclass(frozen=True, slots=True)
 class _Test:
     """One growth to test: a ramp from `origin`, as memory or as memory per unit of load."""
@@ -552,6 +558,8 @@ class LeakDetector:
         self._line: tuple[_Fits, int, float] | None = None
         self._line_fit: Fit | None = None
         self._design: tuple[bytes, _Design] | None = None  # the latest columns' design
+        self._fraction_t = -math.inf  # the latest bucket time that is not a whole second
+        self._ages_whole = all(a.is_integer() and a < 2.0**51 for a in cfg.ramp_ages_s)
 
     # -- feeding --------------------------------------------------------------------------
 
@@ -605,17 +613,20 @@ class LeakDetector:
             t, v, ld, self._t0, self.config.bucket_s
         )
         raised: list[Alarm] = []
-        for group, bucket in enumerate(buckets.tolist()):
+        for bucket, sum_t, sum_v, count, sum_l, count_l in zip(
+            buckets.tolist(), sums_t.tolist(), sums_v.tolist(), counts.tolist(),
+            sums_l.tolist(), counts_l.tolist(), strict=True,
+        ):  # fmt: skip
             if self._bucket is not None and bucket != self._bucket:
                 alarm = self._close_bucket()
                 if alarm is not None:
                     raised.append(alarm)
             self._bucket = bucket
-            self._sum_t += float(sums_t[group])
-            self._sum_v += float(sums_v[group])
-            self._n_in_bucket += int(counts[group])
-            self._sum_l += float(sums_l[group])
-            self._n_load += int(counts_l[group])
+            self._sum_t += sum_t
+            self._sum_v += sum_v
+            self._n_in_bucket += count
+            self._sum_l += sum_l
+            self._n_load += count_l
         return raised
 
     def flush(self) -> Alarm | None:
@@ -643,6 +654,8 @@ class LeakDetector:
         self._count += 1
         if load == load:  # known
             self._load_seen = True
+        if not t.is_integer():
+            self._fraction_t = t
         first = self._series_start()
         self._despike_latest(first)
         return self._evaluate(first)
@@ -845,12 +858,14 @@ class LeakDetector:
         if with_load:
             nuisance.append(load)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
-        columns = np.maximum(t[None, :] - np.asarray(origins)[:, None], 0.0)  # one per ramp
         if with_load:  # memory per session growing: load times the ramp
-            columns = np.vstack([columns, load * columns])
+            columns = _ramps(t, origins)
+            design = _Design(np.vstack([columns, load * columns]), nuisance)
+        else:
+            design = self._design_for(t, t_now, origins, nuisance)
         margin = self._margin(t_now, float(t_now - t[0]))
         z_needed = cfg.z_alarm + margin
-        fits = _Fits(y, columns, nuisance, self._design_for(columns, nuisance))
+        fits = _Fits(y, design.columns, nuisance, design)
         if fits.ok[0]:
             self._line = (fits, len(t), float(t[-1] - max(origins[0], float(t[0]))))
             self._line_fit = None
@@ -890,16 +905,39 @@ class LeakDetector:
         return None
 
     def _design_for(
-        self, columns: npt.NDArray[np.float64], nuisance: Sequence[npt.NDArray[np.float64]]
+        self,
+        t: npt.NDArray[np.float64],
+        t_now: float,
+        origins: list[float],
+        nuisance: Sequence[npt.NDArray[np.float64]],
     ) -> _Design:
-        """The columns' design, reused while they repeat exactly (compared byte for byte, so
-        the figures are the very ones a fresh design gives); with nuisance terms, fresh."""
+        """The ramps' design, reused while their columns repeat exactly, so the figures are
+        the very ones a fresh design gives; with nuisance terms, fresh. Where every time is a
+        whole number of seconds (Prometheus's, a one-a-minute log's), `t - origin` is exact,
+        so the columns are those of the times relative to now: those are compared, and the
+        columns are built only when they changed. Otherwise the columns are compared, byte
+        for byte."""
         if nuisance:
-            return _Design(columns, nuisance)
-        key = columns.tobytes()
+            return _Design(_ramps(t, origins), nuisance)
+        columns = None
+        if self._whole_seconds(t, t_now):
+            key = b"relative" + (t - t_now).tobytes()
+        else:
+            columns = _ramps(t, origins)
+            key = b"columns" + columns.tobytes()
         if self._design is None or self._design[0] != key:
+            columns = _ramps(t, origins) if columns is None else columns
             self._design = (key, _Design(columns, ()))
         return self._design[1]
+
+    def _whole_seconds(self, t: npt.NDArray[np.float64], t_now: float) -> bool:
+        """Whether the window's times and its ramps' ages are whole seconds, small enough that
+        their differences are exact."""
+        return (
+            self._ages_whole
+            and float(t[0]) > self._fraction_t
+            and max(abs(float(t[0])), abs(t_now)) < 2.0**51
+        )
 
     def _margin(self, t_now: float, span_s: float) -> float:
         """Extra z asked while the series' own history is short next to the window tested:
