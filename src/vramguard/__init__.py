@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from vramguard.fields import SampleField
     from vramguard.heap import HeapStats, heap_stats, heap_unavailable_reason, trim_heap
     from vramguard.monitor import Monitor
+    from vramguard.noise import Variogram
     from vramguard.pipelines import BaselinePipeline, ManagedPipeline, Pipeline, PipelineLedger
     from vramguard.pools.references import ReferencePolicy, ReferenceTracker
     from vramguard.pools.sessions import Lease, PoolError, PoolExhausted, SessionPool
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from vramguard.soakresult import SoakResult
     from vramguard.sources import LavfiSource, SyntheticSource
     from vramguard.tracker import LeakAlert, MemoryTracker, Sample
-    from vramguard.trend import DetectorConfig, LeakDetector, Trend, detect_leak
+    from vramguard.trend import DetectorConfig, LeakDetector, Trend, detect_leak, noise_from
     from vramguard.units import format_bytes, parse_duration, parse_resolution, parse_size
 
 #: public name -> the module it lives in
@@ -118,6 +119,8 @@ _EXPORTS: dict[str, str] = {
     "LeakDetector": "vramguard.trend",
     "Trend": "vramguard.trend",
     "detect_leak": "vramguard.trend",
+    "noise_from": "vramguard.trend",
+    "Variogram": "vramguard.noise",
     "format_bytes": "vramguard.units",
     "parse_duration": "vramguard.units",
     "parse_resolution": "vramguard.units",
@@ -196,12 +199,14 @@ __all__ = [
     "StagingPool",
     "SyntheticSource",
     "Trend",
+    "Variogram",
     "VramguardError",
     "__version__",
     "detect_leak",
     "format_bytes",
     "heap_stats",
     "heap_unavailable_reason",
+    "noise_from",
     "open_encoder",
     "parse_duration",
     "parse_resolution",

@@ -191,8 +191,8 @@ class Variogram:
                 break
             d = grid[h:] - grid[:-h]
             d = d[np.isfinite(d)]
-            if len(d) < 8:
-                break
+            if len(d) < 8:  # too few pairs this far apart (samples sparser than buckets)
+                continue
             spread = 1.4826 * median(np.abs(d - median(d)))
             lags.append(h)
             gammas.append(spread * spread / 2)

@@ -520,6 +520,10 @@ class LeakDetector:
     config: DetectorConfig = field(default_factory=DetectorConfig)
     alarms: list[Alarm] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    #: the same process's noise from an earlier run (`noise_prior`), measured with this
+    #: config: pooled with the run's own variogram, it stands in for the history a young
+    #: run has not yet shown (a slow wander the first hours cannot tell from a leak)
+    noise_prior: Variogram | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -957,12 +961,27 @@ class LeakDetector:
         weights_sq = float(fit.weights @ fit.weights)
         variance = long_run_variance(index, fit.residuals, fit.dof) * weights_sq
         before = [v for end, v in self._variograms if end <= origin + self.config.bucket_s]
+        if self.noise_prior is not None:  # an earlier run's noise, pooled with this one's
+            own = before[-1] if before else None
+            return max(variance, self.variogram_variance(own, index, fit.weights), 1e-30), True
         chosen = before[-1] if before else self._variograms[-1][1] if self._variograms else None
         if chosen is None:  # none from before the ramp yet: the latest, leak and all
             return max(variance, 1e-30), False
         variance = max(variance, chosen.variance(index, fit.weights))
         covered = chosen.history_buckets >= int(index[-1] - index[0]) + 1
         return max(variance, 1e-30), covered
+
+    def variogram_variance(
+        self, own: Variogram | None, index: npt.NDArray[np.int64], weights: npt.NDArray[np.float64]
+    ) -> float:
+        """Var(weights . x) from the run's own variogram `own`, pooled with `noise_prior`
+        where there is one, each weighted by the history it was measured over (as one
+        variogram of both histories would be). 0 when there is neither."""
+        measured = [v for v in (own, self.noise_prior) if v is not None and len(v.lags)]
+        if len(measured) < 2:
+            return measured[0].variance(index, weights) if measured else 0.0
+        total = sum(v.history_buckets for v in measured)
+        return sum(v.history_buckets * v.variance(index, weights) for v in measured) / total
 
     # -- reading --------------------------------------------------------------------------
 
@@ -1010,6 +1029,7 @@ def detect_leak(
     config: DetectorConfig | None = None,
     budget_bytes: float | None = None,
     load: Sequence[float] | npt.ArrayLike | None = None,
+    noise_prior: Variogram | None = None,
 ) -> Trend:
     """The offline verdict on a series: the online detector replayed over it, sample by
     sample, plus the growth over the whole series (steps taken out, as online).
@@ -1020,6 +1040,7 @@ def detect_leak(
     grows beyond doubt; `insufficient-data` when the series is shorter than
     `min_duration_s` (after warm-up) or has too few points. `time_to_exhaustion_s` is
     against `budget_bytes` (the device total, say) at the whole-series slope.
+    `noise_prior` is the same process's noise from an earlier run (`noise_from`).
     """
     cfg = config or DetectorConfig()
     t = np.asarray(times_s, dtype=np.float64)
@@ -1037,10 +1058,37 @@ def detect_leak(
         needs = cfg.warmup_s + cfg.min_duration_s
         return Trend("insufficient-data", None, None, None, None, None, 0, 0.0,
                      reason="no samples", needs_more_s=needs)  # fmt: skip
-    detector = LeakDetector(cfg)
+    detector = LeakDetector(cfg, noise_prior=noise_prior)
     detector.update_many(t, v, ld)
     detector.flush()
     return _verdict(detector, t, v, ld, cfg, budget_bytes)
+
+
+def noise_from(
+    times_s: Sequence[float] | npt.ArrayLike,
+    values_bytes: Sequence[float] | npt.ArrayLike,
+    config: DetectorConfig | None = None,
+    load: Sequence[float] | npt.ArrayLike | None = None,
+) -> Variogram | None:
+    """The noise a series showed (the variogram of its last day and a half, warm-up left
+    out, spikes replaced, what load explains taken out, a steady trend centred away), as a
+    prior for judging another run of the same process on the same `config`: a run's first
+    hours cannot tell a slow wander from a leak, its previous run can. None when the series
+    is too short to have measured any."""
+    cfg = config or DetectorConfig()
+    t = np.asarray(times_s, dtype=np.float64)
+    v = np.asarray(values_bytes, dtype=np.float64)
+    ld = None if load is None else np.asarray(load, dtype=np.float64)
+    if t.shape != v.shape or t.ndim != 1 or (ld is not None and ld.shape != t.shape):
+        raise ValueError("times, values and load must be one-dimensional and of equal length")
+    if len(t) and np.any(np.diff(t) < 0):
+        raise ValueError("times must not go backwards")
+    finite = np.isfinite(v) & np.isfinite(t)
+    detector = LeakDetector(cfg)
+    detector.update_many(t[finite], v[finite], None if ld is None else ld[finite])
+    detector.flush()
+    measured = [g for g in detector.variograms if len(g.lags)]
+    return measured[-1] if measured else None
 
 
 def _load_state(load: npt.NDArray[np.float64] | None) -> Literal["unknown", "used", "constant"]:
@@ -1171,7 +1219,7 @@ def _whole_series_fit(
         return None
     fit = fits.candidate(0)
     variance = long_run_variance(bidx, fit.residuals, fit.dof) * float(fit.weights @ fit.weights)
-    if detector.variograms:
-        variance = max(variance, detector.variograms[-1].variance(bidx, fit.weights))
+    own = detector.variograms[-1] if detector.variograms else None
+    variance = max(variance, detector.variogram_variance(own, bidx, fit.weights))
     se = math.sqrt(max(variance, 1e-30))
     return fit.slope * HOUR, fit.slope / se

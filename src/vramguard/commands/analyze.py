@@ -22,10 +22,12 @@ from vramguard.commands.common import (
     write_report,
 )
 from vramguard.errors import UsageError
+from vramguard.noise import Variogram
 from vramguard.report import html_page, plot_png, summary_rows, trend_document
 from vramguard.samplelog import LogError, LogFormatError, SampleLog, read_log
 from vramguard.tracker import attribute
-from vramguard.trend import Trend, detect_leak
+from vramguard.trend import DetectorConfig, Trend, detect_leak, noise_from
+from vramguard.units import format_duration
 
 
 def add_parser(subparsers: Any) -> None:
@@ -44,6 +46,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--plot", default=None, metavar="PNG", help="write a plot")
     parser.add_argument("--html", default=None, metavar="FILE", help="write an HTML report")
     parser.add_argument("--force", action="store_true", help="overwrite --plot/--html files")
+    parser.add_argument(
+        "--noise-from", default=None, metavar="LOG",
+        help="an earlier log of the same process: its noise stands in for the history a "
+        "young run has not shown yet (a slow wander its first hours cannot tell from a leak)",
+    )  # fmt: skip
     add_detector_arguments(parser)
     add_load_arguments(parser)
     add_prometheus_arguments(parser)
@@ -61,20 +68,46 @@ def analyze(
         budget = None if known is None else int(known)
     load_field, load = load_series(log, getattr(args, "load", None), t)
     config = detector_config(args, float(t[-1] - t[0]) if len(t) else 0.0)
+    prior, prior_doc = earlier_noise(getattr(args, "noise_from", None), name, load_field, config)
     try:
-        trend = detect_leak(t, values, config, budget, load=load)
+        trend = detect_leak(t, values, config, budget, load=load, noise_prior=prior)
     except ValueError as exc:
         raise LogFormatError(f"{log.path}: {exc}") from None
     result = trend_document(trend, name, float(t[0]))
     result.update(
         budget_bytes=budget, log_kind=log.kind, metrics=sorted(log.series), warnings=log.warnings,
-        load_field=load_field, time_scale=time_scale(args, config),
+        load_field=load_field, time_scale=time_scale(args, config), noise_prior=prior_doc,
     )  # fmt: skip
     if trend.verdict == "leak" and log.kind == "vramguard":
         alerted = float(t[0]) + (trend.first_alert_t or trend.duration_s)
         since = alerted - 3600.0
         result["likely_source"] = attribute(log.samples_between(since, alerted), name, since)
     return result, trend
+
+
+def earlier_noise(
+    path: str | None, name: str, load_field: str | None, config: DetectorConfig
+) -> tuple[Variogram | None, dict[str, Any] | None]:
+    """The noise of the same series in an earlier log (--noise-from), measured on the scale
+    this run is judged on, and what the verdict says of it; LogError for a log that lacks
+    the series or is too short to have shown its noise."""
+    if path is None:
+        return None, None
+    earlier = read_log(path)
+    chosen, (t, values) = earlier.metric(name)
+    _, load = load_series(earlier, load_field, t) if load_field else (None, None)
+    try:
+        prior = noise_from(t, values, config, load=load)
+    except ValueError as exc:
+        raise LogFormatError(f"{path}: {exc}") from None
+    if prior is None:
+        needs = config.warmup_s + config.min_points * config.bucket_s
+        raise LogError(
+            f"{path} is too short to show its noise on this scale: it needs more than "
+            f"{format_duration(needs)} of {chosen}"
+        )
+    history_s = prior.history_buckets * config.bucket_s
+    return prior, {"from": str(path), "metric": chosen, "history_s": history_s}
 
 
 def load_series(
@@ -99,6 +132,8 @@ def load_series(
 
 def run(args: argparse.Namespace) -> int:
     if args.prometheus is not None or args.file is None:
+        if args.noise_from is not None:
+            raise UsageError("--noise-from reads an earlier log FILE; it is not for --prometheus")
         if args.file is not None:
             raise UsageError("give a log FILE or --prometheus URL, not both")
         if args.prometheus is None:

@@ -136,6 +136,12 @@ def print_result(result: dict[str, Any]) -> None:
             f"{format_duration(scale['warmup_s'])} warm-up ({scale['window_from']}; "
             "--window changes it)"
         )
+    prior = result.get("noise_prior")
+    if isinstance(prior, dict):
+        console.print(
+            f"noise learned with {format_duration(prior['history_s'])} of an earlier run "
+            f"({escape(str(prior['from']))})"
+        )
     table = Table(show_header=False)
     for label, shown in summary_rows(result):
         if label not in ("verdict", "reason"):

@@ -1,0 +1,111 @@
+"""A noise prior from an earlier run of the same process (`noise_from`, `analyze
+--noise-from`): a young run's first hours cannot tell a slow wander from a leak; the
+process's previous run can."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vramguard.samplelog import SampleLogWriter
+from vramguard.scenarios import draw
+from vramguard.tracker import Sample
+from vramguard.trend import DetectorConfig, LeakDetector, noise_from
+
+HOUR = 3600.0
+MB = 1e6
+
+
+def _runs(seed: int = 1006) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One process (a 4.5 h wander of 7.6 MB over 7.9 MB of white noise) run twice: a
+    day, then 36 h more judged on their own."""
+    trace = draw("wander", seed, hours=60.0)
+    earlier = trace.t < 24 * HOUR
+    later = ~earlier
+    return trace.t[earlier], trace.values[earlier], trace.t[later] - 24 * HOUR, trace.values[later]
+
+
+def _alarms(t: np.ndarray, v: np.ndarray, prior: object = None) -> list[float]:
+    detector = LeakDetector(DetectorConfig(), noise_prior=prior)  # type: ignore[arg-type]
+    detector.update_many(t, v)
+    detector.flush()
+    return [a.t for a in detector.alarms]
+
+
+def test_an_earlier_run_keeps_a_young_run_from_calling_its_wander_a_leak() -> None:
+    t0, v0, t, v = _runs()
+    prior = noise_from(t0, v0)
+    assert prior is not None and prior.history_buckets > 1000
+    alone = _alarms(t, v)
+    assert alone and alone[0] < 4 * HOUR  # alone, the run's first hours read as a leak
+    assert _alarms(t, v, prior) == []
+
+
+def test_with_the_prior_a_leak_is_still_found() -> None:
+    t0, v0, t, v = _runs()
+    start = 8 * HOUR
+    leaking = v + np.maximum(t - start, 0.0) / HOUR * 10 * MB
+    alarms = _alarms(t, leaking, noise_from(t0, v0))
+    assert alarms and start < alarms[0] < start + 6 * HOUR
+
+
+def test_a_series_too_short_to_show_its_noise_gives_none() -> None:
+    t = np.arange(0.0, 600.0, 60.0)
+    assert noise_from(t, np.full(len(t), 1e8)) is None
+
+
+def _write(path: Path, t: np.ndarray, v: np.ndarray, field: str = "process_gpu_bytes") -> None:
+    with SampleLogWriter(path, source={"test": "noise prior"}) as log:
+        for ti, vi in zip(t.tolist(), v.tolist(), strict=True):
+            log.sample(Sample(t=ti, wall_s=ti, **{field: int(vi)}))
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vramguard", "analyze", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_analyze_noise_from_an_earlier_log(tmp_path: Path) -> None:
+    t0, v0, t, v = _runs()
+    _write(tmp_path / "earlier.jsonl", t0, v0)
+    _write(tmp_path / "now.jsonl", t[t < 6 * HOUR], v[t < 6 * HOUR])
+    alone = _analyze(str(tmp_path / "now.jsonl"), "--json")
+    assert (alone.returncode, json.loads(alone.stdout)["verdict"]) == (1, "leak")
+    done = _analyze(str(tmp_path / "now.jsonl"), "--noise-from", str(tmp_path / "earlier.jsonl"),
+                    "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "stable"
+    assert result["noise_prior"]["from"] == str(tmp_path / "earlier.jsonl")
+    # the earlier run's last stretch, as long as this scale keeps (three windows)
+    assert result["noise_prior"]["history_s"] > 2.5 * result["time_scale"]["window_s"]
+    screen = _analyze(str(tmp_path / "now.jsonl"), "--noise-from", str(tmp_path / "earlier.jsonl"))
+    assert "noise learned with" in screen.stdout
+
+
+def test_analyze_noise_from_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    t0, v0, t, v = _runs()
+    now = tmp_path / "now.jsonl"
+    _write(now, t[t < 6 * HOUR], v[t < 6 * HOUR])
+    short = tmp_path / "short.jsonl"
+    _write(short, t0[:10], v0[:10])
+    other = tmp_path / "other.jsonl"
+    _write(other, t0, v0, field="host_rss_bytes")
+    for earlier, says in (
+        (tmp_path / "missing.jsonl", "missing.jsonl"),
+        (short, "too short to show its noise"),
+        (other, "has no metric 'process_gpu_bytes'"),
+    ):
+        result = _analyze(str(now), "--noise-from", str(earlier))
+        assert result.returncode == 2, (earlier, result.stderr)
+        assert says in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    prom = _analyze("--prometheus", "http://127.0.0.1:9", "--query", "up", "--noise-from",
+                    str(short))  # fmt: skip
+    assert prom.returncode == 2 and "--noise-from" in prom.stderr
