@@ -675,6 +675,24 @@ def history_section(data: dict[str, Any]) -> str:
     return str(history.render_results(data))
 
 
+# -- the noise prior (bench/noise_prior.py) ---------------------------------------------------
+
+
+def noise_prior_section(data: dict[str, Any]) -> str:
+    sys.path.insert(0, str(BENCH))
+    import noise_prior
+
+    return "\n\n".join([
+        "## A noise prior from an earlier run (`bench/noise_prior.py`)",
+        "Each process run twice: a family's 60 h trace split into an earlier day and 36 h "
+        "judged on their own, healthy and with 10 MB/h from a random hour 4-20 h into them; "
+        "ours alone, ours given the earlier day's noise (`analyze/run/watch --noise-from`), "
+        "and the exact-noise reference (bench/exact_noise.py).",
+        _code(f"{data['command']} --json bench/noise_prior.json"),
+        str(noise_prior.render(data)),
+    ])  # fmt: skip
+
+
 # -- the node agent (bench/agent.py) --------------------------------------------------------
 
 
@@ -816,6 +834,7 @@ def render(previous: str) -> str:
             load("adapt.json"),
         ),
         history_section(load("history.json")),
+        noise_prior_section(load("noise_prior.json")),
         aiortc_section([load(p.name) for p in sorted(BENCH.glob("aiortc_*.json"))]),
         *([agent_section(load("agent.json"))] if (BENCH / "agent.json").exists() else []),
     ]

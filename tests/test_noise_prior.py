@@ -5,6 +5,7 @@ process's previous run can."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,10 +84,15 @@ def test_analyze_noise_from_an_earlier_log(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["verdict"] == "stable"
     assert result["noise_prior"]["from"] == str(tmp_path / "earlier.jsonl")
-    # the earlier run's last stretch, as long as this scale keeps (three windows)
-    assert result["noise_prior"]["history_s"] > 2.5 * result["time_scale"]["window_s"]
+    assert result["noise_prior"]["earlier_duration_s"] > 23 * HOUR
+    # the earlier run's last stretch, as much as this scale keeps (three windows of buckets)
+    buckets = (
+        result["time_scale"]["window_s"]
+        / DetectorConfig().scaled(result["time_scale"]["window_s"]).bucket_s
+    )
+    assert result["noise_prior"]["noise_buckets"] > 2.5 * buckets
     screen = _analyze(str(tmp_path / "now.jsonl"), "--noise-from", str(tmp_path / "earlier.jsonl"))
-    assert "noise learned with" in screen.stdout
+    assert "noise learned from an earlier run of 23h" in screen.stdout
 
 
 def test_analyze_noise_from_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -109,3 +115,58 @@ def test_analyze_noise_from_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> 
     prom = _analyze("--prometheus", "http://127.0.0.1:9", "--query", "up", "--noise-from",
                     str(short))  # fmt: skip
     assert prom.returncode == 2 and "--noise-from" in prom.stderr
+
+
+STEADY = "import time; block = b'x' * 20_000_000; time.sleep(4)"
+FAST = ["--interval", "0.05s", "--window", "4s"]  # the detector's 8 h, scaled to 4 s
+
+
+def _vramguard(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vramguard", *args], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_run_learns_from_its_own_earlier_log(tmp_path: Path) -> None:
+    """The flow a service restarted daily would use: yesterday's `run --log` is today's
+    `--noise-from`, given to the live detector and to the verdict."""
+    earlier = tmp_path / "earlier.jsonl"
+    first = _vramguard("run", *FAST, "--log", str(earlier), "--json", "--", sys.executable,
+                       "-c", STEADY)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["noise_prior"] is None
+    again = _vramguard("run", *FAST, "--noise-from", str(earlier), "--json", "--",
+                       sys.executable, "-c", STEADY)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    prior = json.loads(again.stdout)["noise_prior"]
+    assert prior["from"] == str(earlier) and prior["metric"] == "host_rss_bytes"
+    assert prior["noise_buckets"] >= 20 and prior["earlier_duration_s"] > 3.0
+
+
+def test_run_with_an_unusable_earlier_log_starts_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    result = _vramguard("run", "--noise-from", str(tmp_path / "missing.jsonl"), "--",
+                        sys.executable, "-c", f"open({str(marker)!r}, 'w')")  # fmt: skip
+    assert result.returncode == 2 and "missing.jsonl" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_a_metric_the_earlier_log_lacks_is_said_once_and_the_run_judged_without_it(
+    tmp_path: Path,
+) -> None:
+    """Known only once the run has settled on its metric: hours of samples are not thrown
+    away for it. The earlier log has GPU memory; this machine's run judges host RSS."""
+    t0, v0, _, _ = _runs()
+    gpu_only = tmp_path / "gpu.jsonl"
+    _write(gpu_only, t0, v0)
+    for command in (
+        ["run", *FAST, "--noise-from", str(gpu_only), "--json", "--", sys.executable, "-c",
+         "import time; time.sleep(1.5)"],
+        ["watch", *FAST, "--count", "10", "--pid", str(os.getpid()), "--noise-from",
+         str(gpu_only), "--json"],
+    ):  # fmt: skip
+        result = _vramguard(*command)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["noise_prior"] is None
+        warnings = [line for line in result.stderr.splitlines() if "--noise-from" in line]
+        assert len(warnings) == 1 and "has no metric 'host_rss_bytes'" in warnings[0]

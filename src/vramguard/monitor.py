@@ -24,6 +24,7 @@ from rich.text import Text
 from vramguard import probes
 from vramguard.exporter import MetricsExporter
 from vramguard.loadsignal import LoadSource
+from vramguard.noise import Variogram
 from vramguard.probes import Reading
 from vramguard.recorder import Recorder
 from vramguard.report import trend_document
@@ -97,9 +98,14 @@ class Monitor:
         """Seconds between the first and the last sample of the judged metric."""
         return self.recorder.duration_s
 
-    def verdict(self, config: DetectorConfig, budget_bytes: float | None = None) -> Trend:
+    def verdict(
+        self,
+        config: DetectorConfig,
+        budget_bytes: float | None = None,
+        noise_prior: Variogram | None = None,
+    ) -> Trend:
         """The detector replayed over every sample of the run (not only the tracker's)."""
-        return self.recorder.verdict(config, budget_bytes)
+        return self.recorder.verdict(config, budget_bytes, noise_prior)
 
 
 def result_document(monitor: Monitor, trend: Trend, **extra: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from vramguard.faultlog import FaultLog
 from vramguard.loadsignal import LoadSource
+from vramguard.noise import Variogram
 from vramguard.probes import NoSuchProcess, Reading
 from vramguard.samplelog import SampleLogWriter
 from vramguard.sampler import DEFAULT_TIME_LIMIT_S, Sampler, SampleResult
@@ -241,14 +242,20 @@ class Recorder:
         times = self.series.times
         return float(times[-1] - times[0]) if len(times) else 0.0
 
-    def verdict(self, config: DetectorConfig, budget_bytes: float | None = None) -> Trend:
-        """The detector replayed over every sample of the run (not only the tracker's)."""
+    def verdict(
+        self,
+        config: DetectorConfig,
+        budget_bytes: float | None = None,
+        noise_prior: Variogram | None = None,
+    ) -> Trend:
+        """The detector replayed over every sample of the run (not only the tracker's),
+        with an earlier run's noise where one is given."""
         metric = self.tracker.metric if self.tracker is not None else None
         if budget_bytes is None:
             budget_bytes = budget_for(metric, self.last)
         load = self.series.loads if self.load_source is not None else None
         return detect_leak(self.series.times, self.series.values, config, budget_bytes,
-                           load=load)  # fmt: skip
+                           load=load, noise_prior=noise_prior)  # fmt: skip
 
     def close(self) -> None:
         """Stop the sampler thread (one stuck in a probe is left behind as a daemon)."""

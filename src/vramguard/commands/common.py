@@ -78,6 +78,15 @@ def time_scale(args: argparse.Namespace, config: DetectorConfig) -> dict[str, An
     return {"window_s": config.history_s, "warmup_s": config.warmup_s, "window_from": chosen}
 
 
+def add_noise_prior_argument(parser: Any) -> None:
+    """--noise-from LOG: an earlier run's noise for a run too young to have shown its own."""
+    parser.add_argument(
+        "--noise-from", default=None, metavar="LOG",
+        help="an earlier log of the same process: its noise stands in for the history a "
+        "young run has not shown yet (a slow wander its first hours cannot tell from a leak)",
+    )  # fmt: skip
+
+
 def add_load_arguments(parser: Any, live: bool = False) -> None:
     """--load FIELD (and for a live process, a file or command that says the load)."""
     parser.add_argument(
@@ -139,8 +148,8 @@ def print_result(result: dict[str, Any]) -> None:
     prior = result.get("noise_prior")
     if isinstance(prior, dict):
         console.print(
-            f"noise learned with {format_duration(prior['history_s'])} of an earlier run "
-            f"({escape(str(prior['from']))})"
+            f"noise learned from an earlier run of {format_duration(prior['earlier_duration_s'])}"
+            f" ({escape(str(prior['from']))}, {prior['noise_buckets']} buckets)"
         )
     table = Table(show_header=False)
     for label, shown in summary_rows(result):

@@ -29,6 +29,7 @@ from vramguard.commands.common import (
     add_load_arguments,
     add_log_arguments,
     add_metrics_arguments,
+    add_noise_prior_argument,
     add_probe_arguments,
     detector_config,
     duration,
@@ -39,10 +40,11 @@ from vramguard.commands.common import (
     start_exporter,
     time_scale,
 )
+from vramguard.commands.noiseprior import EarlierNoise, warn
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
 from vramguard.monitor import Monitor, StatusLine, export_to, result_document
-from vramguard.samplelog import SampleLogWriter
+from vramguard.samplelog import LogError, SampleLogWriter
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample
 
 
@@ -61,6 +63,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_log_arguments(parser)
     add_detector_arguments(parser)
+    add_noise_prior_argument(parser)
     add_load_arguments(parser, live=True)
     add_metrics_arguments(parser)
     add_probe_arguments(parser)
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError("run needs a command: vramguard run [options] -- CMD ARGS")
     load = loadsignal.from_arguments(args.load, args.load_file, args.load_command)
+    try:
+        earlier = EarlierNoise(args.noise_from, args.load, warn)
+    except LogError as exc:
+        raise UsageError(str(exc)) from None
     log = open_log(args, source={"command": argv}, config={"interval_s": args.interval})
     console = Console(stderr=True)
     exporter = None
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot execute {argv[0]}: permission denied") from None
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from None
-        return _supervise(child, argv, args, log, console, exporter, load)
+        return _supervise(child, argv, args, log, console, exporter, load, earlier)
     finally:
         if exporter is not None:
             exporter.close()
@@ -120,6 +127,7 @@ def _supervise(
     console: Console,
     exporter: MetricsExporter | None,
     load: loadsignal.LoadSource | None = None,
+    earlier: EarlierNoise | None = None,
 ) -> int:
     stopping: list[tuple[float, str]] = []  # when the first signal came, and which
     killed: list[bool] = []
@@ -142,6 +150,8 @@ def _supervise(
     feed = export_to(exporter)
 
     def on_sample(monitor: Monitor, sample: Sample) -> None:
+        if earlier is not None:
+            earlier.give_live(monitor.tracker)
         if feed is not None:
             feed(monitor, sample)
         status.show(monitor)
@@ -175,9 +185,10 @@ def _supervise(
         status.close()
         monitor.close()
     config = detector_config(args, monitor.duration_s)
-    trend = monitor.verdict(config, args.budget)
+    prior, prior_doc = earlier.measure(monitor.tracker.metric, config) if earlier else (None, None)
+    trend = monitor.verdict(config, args.budget, prior)
     result = result_document(monitor, trend, command=argv, returncode=returncode,
-                             time_scale=time_scale(args, config),
+                             time_scale=time_scale(args, config), noise_prior=prior_doc,
                              load_field=load.description if load else None)  # fmt: skip
     if log is not None:
         log.result(result)

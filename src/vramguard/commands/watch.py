@@ -24,6 +24,7 @@ from vramguard.commands.common import (
     add_load_arguments,
     add_log_arguments,
     add_metrics_arguments,
+    add_noise_prior_argument,
     add_probe_arguments,
     detector_config,
     duration,
@@ -34,9 +35,11 @@ from vramguard.commands.common import (
     start_exporter,
     time_scale,
 )
+from vramguard.commands.noiseprior import EarlierNoise, warn
 from vramguard.errors import UsageError
 from vramguard.fields import FIELDS
 from vramguard.monitor import Monitor, export_to, result_document
+from vramguard.samplelog import LogError
 from vramguard.tracker import LeakAlert, MemoryTracker
 from vramguard.units import format_bytes, format_duration, format_rate
 
@@ -59,6 +62,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     add_log_arguments(parser)
     add_detector_arguments(parser)
+    add_noise_prior_argument(parser)
     add_load_arguments(parser, live=True)
     add_metrics_arguments(parser)
     add_probe_arguments(parser)
@@ -105,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be at least 1")
     load = loadsignal.from_arguments(args.load, args.load_file, args.load_command)
+    try:
+        earlier = EarlierNoise(args.noise_from, args.load, warn)
+    except LogError as exc:
+        raise UsageError(str(exc)) from None
     log = open_log(args, source={"pid": pid}, config={"interval_s": args.interval})
     alerts: list[LeakAlert] = []
     metric = args.metric or (None if args.pid is not None else "device_used_bytes")
@@ -120,10 +128,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if monitor.last is not None and monitor.last.get(monitor.tracker.metric or "") is None:
             monitor.tracker.metric = "host_rss_bytes"  # no device figure here: own memory
+        earlier.give_live(monitor.tracker)  # the judged metric is settled now
         _loop(monitor, alerts, args, Console(stderr=args.json))
         config = detector_config(args, monitor.duration_s)
-        trend = monitor.verdict(config, args.budget)
+        prior, prior_doc = earlier.measure(monitor.tracker.metric, config)
+        trend = monitor.verdict(config, args.budget, prior)
         result = result_document(monitor, trend, pid=pid, time_scale=time_scale(args, config),
+                                 noise_prior=prior_doc,
                                  load_field=load.description if load else None)  # fmt: skip
         if log is not None:
             log.result(result)
