@@ -88,22 +88,22 @@ class EarlierNoise:
         self.load_field = load_field
         self.warn = warn
         self._given = False
-        self._warned = False
 
     def give_live(self, tracker: MemoryTracker) -> None:
         """The earlier noise to the live detector, once its metric is known."""
         if self.earlier is None or self._given or tracker.metric is None:
             return
         self._given = True
-        tracker.detector.noise_prior = self.measure(tracker.metric, tracker.detector.config)[0]
+        config = tracker.detector.config
+        tracker.detector.noise_prior = self.measure(tracker.metric, config, "live alerts")[0]
 
     def measure(
-        self, metric: str | None, config: DetectorConfig
+        self, metric: str | None, config: DetectorConfig, judged: str = "the verdict"
     ) -> tuple[Variogram | None, dict[str, Any] | None]:
+        """The earlier noise for `metric` on `config`'s scale; a problem is one warning,
+        saying what goes without it (`judged`)."""
         try:
             return earlier_noise(self.earlier, metric, self.load_field, config)
         except LogError as exc:
-            if not self._warned:
-                self._warned = True
-                self.warn(f"--noise-from: {exc}; judged without it")
+            self.warn(f"--noise-from: {exc}; {judged} without it")
             return None, None
