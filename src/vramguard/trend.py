@@ -1043,17 +1043,7 @@ def detect_leak(
     `noise_prior` is the same process's noise from an earlier run (`noise_from`).
     """
     cfg = config or DetectorConfig()
-    t = np.asarray(times_s, dtype=np.float64)
-    v = np.asarray(values_bytes, dtype=np.float64)
-    ld = None if load is None else np.asarray(load, dtype=np.float64)
-    if t.shape != v.shape or t.ndim != 1 or (ld is not None and ld.shape != t.shape):
-        raise ValueError("times, values and load must be one-dimensional and of equal length")
-    if len(t) and np.any(np.diff(t) < 0):
-        raise ValueError("times must not go backwards")
-    finite = np.isfinite(v) & np.isfinite(t)
-    t, v = t[finite], v[finite]
-    if ld is not None:
-        ld = ld[finite]
+    t, v, ld = _series(times_s, values_bytes, load)
     if len(t) == 0:
         needs = cfg.warmup_s + cfg.min_duration_s
         return Trend("insufficient-data", None, None, None, None, None, 0, 0.0,
@@ -1075,7 +1065,20 @@ def noise_from(
     prior for judging another run of the same process on the same `config`: a run's first
     hours cannot tell a slow wander from a leak, its previous run can. None when the series
     is too short to have measured any."""
-    cfg = config or DetectorConfig()
+    detector = LeakDetector(config or DetectorConfig())
+    detector.update_many(*_series(times_s, values_bytes, load))
+    detector.flush()
+    measured = [g for g in detector.variograms if len(g.lags)]
+    return measured[-1] if measured else None
+
+
+def _series(
+    times_s: Sequence[float] | npt.ArrayLike,
+    values_bytes: Sequence[float] | npt.ArrayLike,
+    load: Sequence[float] | npt.ArrayLike | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+    """A series as arrays, its samples with no finite time or value left out; ValueError
+    for arrays of other shapes or times that go backwards."""
     t = np.asarray(times_s, dtype=np.float64)
     v = np.asarray(values_bytes, dtype=np.float64)
     ld = None if load is None else np.asarray(load, dtype=np.float64)
@@ -1084,11 +1087,7 @@ def noise_from(
     if len(t) and np.any(np.diff(t) < 0):
         raise ValueError("times must not go backwards")
     finite = np.isfinite(v) & np.isfinite(t)
-    detector = LeakDetector(cfg)
-    detector.update_many(t[finite], v[finite], None if ld is None else ld[finite])
-    detector.flush()
-    measured = [g for g in detector.variograms if len(g.lags)]
-    return measured[-1] if measured else None
+    return t[finite], v[finite], None if ld is None else ld[finite]
 
 
 def _load_state(load: npt.NDArray[np.float64] | None) -> Literal["unknown", "used", "constant"]:
