@@ -837,13 +837,38 @@ class LeakDetector:
             return
         self._noise_recorded_t = t_now
         self._spike_width = spike_width(self._raw[settled:n])
-        y = self._clean[settled:n]
-        load = self._load[settled:n]
-        if _usable_load(load):  # the noise is what load does not explain
-            design = np.column_stack([np.ones(len(y)), load])
-            y = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
         max_lag = int(cfg.history_s / cfg.bucket_s)
+        y = self._unexplained(settled, n, self._clean[settled:n])
         self._variograms.append((t_now, Variogram.measure(self._index[settled:n], y, max_lag)))
+
+    def _unexplained(self, lo: int, n: int, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """`y` (buckets lo..n) less what load explains, where the load is usable."""
+        load = self._load[lo:n]
+        if not _usable_load(load):
+            return y
+        design = np.column_stack([np.ones(len(y)), load])
+        explained: npt.NDArray[np.float64] = design @ np.linalg.lstsq(design, y, rcond=None)[0]
+        return y - explained
+
+    def steady_noise(self) -> Variogram | None:
+        """The variogram of the latest series after its warm-up, as `noise_from` gives it:
+        load taken out, and the level shift of every step found (a pool that grew or shrank,
+        a purge) taken out too, so that a day of pool moves does not pass for noise in
+        another run's error bars. None when the series is too short."""
+        cfg = self.config
+        n = self._count
+        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
+        if n - settled < cfg.min_points:
+            return None
+        t = self._t[settled:n]
+        y = self._clean[settled:n].copy()
+        for step in self.steps:
+            if step.t > (self._series_t0 or 0.0):
+                y[t >= step.t] -= step.size_bytes
+        max_lag = int(cfg.history_s / cfg.bucket_s)
+        measured = Variogram.measure(self._index[settled:n], self._unexplained(settled, n, y),
+                                     max_lag)  # fmt: skip
+        return measured if len(measured.lags) else None
 
     def _slope(self, t_now: float) -> Alarm | None:
         cfg = self.config
@@ -1061,15 +1086,15 @@ def noise_from(
     load: Sequence[float] | npt.ArrayLike | None = None,
 ) -> Variogram | None:
     """The noise a series showed (the variogram of its last day and a half, warm-up left
-    out, spikes replaced, what load explains taken out, a steady trend centred away), as a
+    out, spikes replaced, what load explains and the steps found taken out, a steady trend
+    centred away), as a
     prior for judging another run of the same process on the same `config`: a run's first
     hours cannot tell a slow wander from a leak, its previous run can. None when the series
     is too short to have measured any."""
     detector = LeakDetector(config or DetectorConfig())
     detector.update_many(*_series(times_s, values_bytes, load))
     detector.flush()
-    measured = [g for g in detector.variograms if len(g.lags)]
-    return measured[-1] if measured else None
+    return detector.steady_noise()
 
 
 def _series(
