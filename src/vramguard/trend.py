@@ -45,6 +45,7 @@ from vramguard.noise import (
     despike,
     despiked_value,
     long_run_variance,
+    median,
     small_median,
     spike_width,
     step_fits_better,
@@ -284,8 +285,8 @@ def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     x, xx = _centred_positions(n)
     slope = float(x @ values) / xx
     residuals = values - float(values.sum()) / n - slope * x  # sum / n: the mean, bit for bit
-    np.subtract(residuals, _median_in_place(residuals), out=residuals)
-    return 1.4826 * _median_in_place(np.abs(residuals, out=residuals))
+    np.subtract(residuals, median(residuals, in_place=True), out=residuals)
+    return 1.4826 * median(np.abs(residuals, out=residuals), in_place=True)
 
 
 @functools.cache
@@ -295,17 +296,6 @@ def _centred_positions(n: int) -> tuple[npt.NDArray[np.float64], float]:
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2
     x.flags.writeable = False
     return x, float(x @ x)
-
-
-def _median_in_place(values: npt.NDArray[np.float64]) -> float:
-    """`noise.median` of an array of our own, partitioned where it lies (no copy)."""
-    n = len(values)
-    middle = n // 2
-    if n % 2:
-        values.partition(middle)
-        return float(values[middle])
-    values.partition((middle - 1, middle))
-    return float((values[middle - 1] + values[middle]) / 2)
 
 
 def _bucket_sums(
@@ -758,7 +748,7 @@ class LeakDetector:
         cfg = self.config
         k = cfg.step_buckets
         start = max(first, n - 2 * k - cfg.step_reference_buckets)
-        settled = int(self._t[:n].searchsorted((self._series_t0 or 0.0) + cfg.warmup_s))
+        settled = self._settled(n)
         if n - 2 * k - settled >= 20:
             start = max(start, settled)
         return _robust_scale(self._raw[start : n - 2 * k])
@@ -832,42 +822,41 @@ class LeakDetector:
         if t_now - self._noise_recorded_t < cfg.noise_record_every_s:
             return
         n = self._count
-        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
+        settled = self._settled(n)
         if n - settled < cfg.min_points:
             return
         self._noise_recorded_t = t_now
         self._spike_width = spike_width(self._raw[settled:n])
-        max_lag = int(cfg.history_s / cfg.bucket_s)
-        y = self._unexplained(settled, n, self._clean[settled:n])
-        self._variograms.append((t_now, Variogram.measure(self._index[settled:n], y, max_lag)))
+        self._variograms.append((t_now, self._variogram(settled, n, self._clean[settled:n])))
 
-    def _unexplained(self, lo: int, n: int, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """`y` (buckets lo..n) less what load explains, where the load is usable."""
+    def _settled(self, n: int) -> int:
+        """The first of the first `n` buckets past the series' warm-up."""
+        return int(self._t[:n].searchsorted((self._series_t0 or 0.0) + self.config.warmup_s))
+
+    def _variogram(self, lo: int, n: int, y: npt.NDArray[np.float64]) -> Variogram:
+        """The variogram of `y` (buckets lo..n), less what load explains where it is usable."""
         load = self._load[lo:n]
-        if not _usable_load(load):
-            return y
-        design = np.column_stack([np.ones(len(y)), load])
-        explained: npt.NDArray[np.float64] = design @ np.linalg.lstsq(design, y, rcond=None)[0]
-        return y - explained
+        if _usable_load(load):
+            design = np.column_stack([np.ones(len(y)), load])
+            y = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+        max_lag = int(self.config.history_s / self.config.bucket_s)
+        return Variogram.measure(self._index[lo:n], y, max_lag)
 
     def steady_noise(self) -> Variogram | None:
         """The variogram of the latest series after its warm-up, as `noise_from` gives it:
         load taken out, and the level shift of every step found (a pool that grew or shrank,
         a purge) taken out too, so that a day of pool moves does not pass for noise in
         another run's error bars. None when the series is too short."""
-        cfg = self.config
         n = self._count
-        settled = int(np.searchsorted(self._t[:n], (self._series_t0 or 0.0) + cfg.warmup_s))
-        if n - settled < cfg.min_points:
+        settled = self._settled(n)
+        if n - settled < self.config.min_points:
             return None
         t = self._t[settled:n]
         y = self._clean[settled:n].copy()
         for step in self.steps:
             if step.t > (self._series_t0 or 0.0):
                 y[t >= step.t] -= step.size_bytes
-        max_lag = int(cfg.history_s / cfg.bucket_s)
-        measured = Variogram.measure(self._index[settled:n], self._unexplained(settled, n, y),
-                                     max_lag)  # fmt: skip
+        measured = self._variogram(settled, n, y)
         return measured if len(measured.lags) else None
 
     def _slope(self, t_now: float) -> Alarm | None:
