@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from vramguard.commands.analyze_prometheus import add_prometheus_arguments, run_prometheus
@@ -17,6 +16,7 @@ from vramguard.commands.common import (
     detector_config,
     print_result,
     time_scale,
+    warn,
     write_report,
 )
 from vramguard.commands.noiseprior import earlier_noise, load_series, read_earlier
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     except LogError as exc:
         raise UsageError(str(exc)) from None
     for warning in log.warnings:
-        print(f"vramguard: warning: {warning}", file=sys.stderr)
+        warn(warning)
     if args.plot or args.html:
         _write_reports(log, result, trend, args)
     if args.json:

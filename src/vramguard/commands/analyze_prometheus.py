@@ -10,7 +10,6 @@ import html
 import json
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -25,6 +24,7 @@ from vramguard.commands.common import (
     check_writable,
     detector_config,
     duration,
+    warn,
     write_report,
 )
 from vramguard.errors import UsageError
@@ -199,10 +199,10 @@ def _warn(history: History) -> None:
     if history.unreadable:
         names = "; ".join(f"{n} ({r})" for n, r in history.unreadable.items())
         total = len(history.unreadable) + len(history.series)
-        print(f"vramguard: warning: {len(history.unreadable)} of {total} series could not be "
-              f"read and are not judged: {names}", file=sys.stderr)  # fmt: skip
+        warn(f"{len(history.unreadable)} of {total} series could not be read and are not "
+             f"judged: {names}")  # fmt: skip
     for warning in history.warnings:
-        print(f"vramguard: warning: {warning}", file=sys.stderr)
+        warn(warning)
 
 
 def _rows(document: dict[str, Any]) -> list[str]:

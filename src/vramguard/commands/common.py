@@ -78,6 +78,11 @@ def time_scale(args: argparse.Namespace, config: DetectorConfig) -> dict[str, An
     return {"window_s": config.history_s, "warmup_s": config.warmup_s, "window_from": chosen}
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr, as every command says its warnings."""
+    print(f"vramguard: warning: {message}", file=sys.stderr)
+
+
 def add_noise_prior_argument(parser: Any) -> None:
     """--noise-from LOG: an earlier run's noise for a run too young to have shown its own."""
     parser.add_argument(

@@ -4,13 +4,13 @@ and `watch`; and the load column a log's series is judged beside."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from vramguard.commands.common import warn
+from vramguard.errors import UsageError
 from vramguard.noise import Variogram
 from vramguard.samplelog import LogError, LogFormatError, SampleLog, read_log
 from vramguard.tracker import MemoryTracker
@@ -69,24 +69,20 @@ def load_series(
     return name, aligned
 
 
-def warn(message: str) -> None:
-    """One warning line on stderr, as the commands say theirs."""
-    print(f"vramguard: warning: {message}", file=sys.stderr)
-
-
 class EarlierNoise:
     """--noise-from for a live run. The earlier log is read before the run starts (a bad
-    one is refused then); its noise is given to the live detector once the judged metric is
-    known, and to the final verdict on the verdict's own scale. A problem found mid-run (the
-    earlier log lacks the metric the run settled on) is said once and the run is judged
-    without it: hours of samples are never lost to it."""
+    one is refused then, a UsageError: nothing is started); its noise is given to the live
+    detector once the judged metric is known, and to the final verdict on the verdict's own
+    scale. A problem found mid-run (the earlier log lacks the metric the run settled on) is
+    one warning for each of the two, and the run is judged without it: hours of samples
+    are never lost to it."""
 
-    def __init__(
-        self, path: str | None, load_field: str | None, warn: Callable[[str], None]
-    ) -> None:
-        self.earlier = read_earlier(path)
+    def __init__(self, path: str | None, load_field: str | None) -> None:
+        try:
+            self.earlier = read_earlier(path)
+        except LogError as exc:
+            raise UsageError(str(exc)) from None
         self.load_field = load_field
-        self.warn = warn
         self._given = False
 
     def give_live(self, tracker: MemoryTracker) -> None:
@@ -105,5 +101,5 @@ class EarlierNoise:
         try:
             return earlier_noise(self.earlier, metric, self.load_field, config)
         except LogError as exc:
-            self.warn(f"--noise-from: {exc}; {judged} without it")
+            warn(f"--noise-from: {exc}; {judged} without it")
             return None, None

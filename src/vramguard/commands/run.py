@@ -40,11 +40,11 @@ from vramguard.commands.common import (
     start_exporter,
     time_scale,
 )
-from vramguard.commands.noiseprior import EarlierNoise, warn
+from vramguard.commands.noiseprior import EarlierNoise
 from vramguard.errors import UsageError
 from vramguard.exporter import MetricsExporter
 from vramguard.monitor import Monitor, StatusLine, export_to, result_document
-from vramguard.samplelog import LogError, SampleLogWriter
+from vramguard.samplelog import SampleLogWriter
 from vramguard.tracker import LeakAlert, MemoryTracker, Sample
 
 
@@ -93,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError("run needs a command: vramguard run [options] -- CMD ARGS")
     load = loadsignal.from_arguments(args.load, args.load_file, args.load_command)
-    try:
-        earlier = EarlierNoise(args.noise_from, args.load, warn)
-    except LogError as exc:
-        raise UsageError(str(exc)) from None
+    earlier = EarlierNoise(args.noise_from, args.load)
     log = open_log(args, source={"command": argv}, config={"interval_s": args.interval})
     console = Console(stderr=True)
     exporter = None

@@ -35,11 +35,10 @@ from vramguard.commands.common import (
     start_exporter,
     time_scale,
 )
-from vramguard.commands.noiseprior import EarlierNoise, warn
+from vramguard.commands.noiseprior import EarlierNoise
 from vramguard.errors import UsageError
 from vramguard.fields import FIELDS
 from vramguard.monitor import Monitor, export_to, result_document
-from vramguard.samplelog import LogError
 from vramguard.tracker import LeakAlert, MemoryTracker
 from vramguard.units import format_bytes, format_duration, format_rate
 
@@ -109,10 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be at least 1")
     load = loadsignal.from_arguments(args.load, args.load_file, args.load_command)
-    try:
-        earlier = EarlierNoise(args.noise_from, args.load, warn)
-    except LogError as exc:
-        raise UsageError(str(exc)) from None
+    earlier = EarlierNoise(args.noise_from, args.load)
     log = open_log(args, source={"pid": pid}, config={"interval_s": args.interval})
     alerts: list[LeakAlert] = []
     metric = args.metric or (None if args.pid is not None else "device_used_bytes")
