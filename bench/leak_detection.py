@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from exact_noise import exact_alarms
+from vramguard.noise import Variogram
 from vramguard.scenarios import FAMILIES, HEALTHY, Scenario, draw
 from vramguard.trend import DetectorConfig, LeakDetector, detect_leak
 
@@ -113,8 +114,10 @@ def mann_kendall_alarms(t: np.ndarray, v: np.ndarray) -> list[float]:
     return episodes(np.asarray(alarm_times), np.ones(len(alarm_times), bool), HOUR)
 
 
-def our_alarms(trace: Scenario, config: DetectorConfig) -> list[float]:
-    detector = LeakDetector(config)
+def our_alarms(
+    trace: Scenario, config: DetectorConfig, noise_prior: Variogram | None = None
+) -> list[float]:
+    detector = LeakDetector(config, noise_prior=noise_prior)
     detector.update_many(trace.t, trace.values, trace.load)
     detector.flush()
     return [a.t for a in detector.alarms]

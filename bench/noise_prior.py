@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from exact_noise import exact_alarms
+from leak_detection import our_alarms, percentile
 from vramguard.scenarios import Scenario, draw
-from vramguard.trend import DetectorConfig, LeakDetector, noise_from
+from vramguard.trend import DetectorConfig, noise_from
 
 HOUR = 3600.0
 MB = 1e6
@@ -33,13 +34,6 @@ FAMILIES = ("white", "white+ar", "wander", "one-step", "restart", "pool-steps", 
 WAYS = ("alone", "with prior", "exact")
 EARLIER_H = 24.0
 JUDGED_H = 36.0
-
-
-def _ours(t: np.ndarray, v: np.ndarray, prior: Any) -> list[float]:
-    detector = LeakDetector(DetectorConfig(), noise_prior=prior)
-    detector.update_many(t, v)
-    detector.flush()
-    return [a.t for a in detector.alarms]
 
 
 def run_one(job: tuple[str, int]) -> dict[str, Any]:
@@ -57,18 +51,13 @@ def run_one(job: tuple[str, int]) -> dict[str, Any]:
         scenario = Scenario(family, seed, t, values, None, start if kind == "leak" else None,
                             trace.params)  # fmt: skip
         record[kind] = {
-            "alone": _ours(t, values, None),
-            "with prior": _ours(t, values, prior),
+            "alone": our_alarms(scenario, DetectorConfig()),
+            "with prior": our_alarms(scenario, DetectorConfig(), prior),
         }
         exact = exact_alarms(scenario, DetectorConfig())
         if exact is not None:  # only where the noise's covariance is known exactly
             record[kind]["exact"] = exact
     return record
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,8 +74,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                 delays.append((after[0] - r["leak_start_t"]) / HOUR if after else math.inf)
             entry[way] = {
                 "runs_alarmed": sum(1 for r in rows if r["healthy"][way]) / len(rows),
-                "p50_h": _percentile(delays, 50),
-                "p90_h": _percentile(delays, 90),
+                "p50_h": percentile(delays, 50),
+                "p90_h": percentile(delays, 90),
                 "missed": sum(1 for d in delays if math.isinf(d)) / len(rows),
                 "early": sum(1 for r in rows if any(a < r["leak_start_t"] for a in r["leak"][way]))
                 / len(rows),
