@@ -11,8 +11,8 @@ most ordinary shape a real RSS or GPU series has. Here:
   mixture the scales past the slow component's time constant give its full weight.
 - `despike` replaces single-bucket outliers (a spike, a torn reading) by the median of
   their neighbours (a Hampel filter), so one sample cannot move a bucket.
-- `step_fits_better` asks whether one level shift explains a rise as well as a ramp does:
-  a pool that grew once is not a leak, however its noise hid the step from the step finder.
+- `missed_step` asks whether one level shift explains a rise as well as a ramp does: a
+  pool that grew once is not a leak, however its noise hid the step from the step finder.
 """
 
 from __future__ import annotations
@@ -145,18 +145,21 @@ def _best_split(cum: Array, cum2: Array, lo: int, hi: int, first: int) -> tuple[
     return float(left[best] + right[best]), int(k[best])
 
 
-def step_fits_better(t: Array, y: Array, ramp_from: float, rss_ramp: float) -> bool:
-    """Whether one level shift, placed anywhere after `ramp_from` minus half the ramp's age,
+def missed_step(t: Array, y: Array, ramp_from: float, rss_ramp: float) -> int | None:
+    """Where one level shift, placed anywhere after `ramp_from` minus half the ramp's age,
     fits `y` at least as well as the ramp did (residual sum of squares `rss_ramp`): two
-    levels against a level and a slope, the same number of parameters. (Two shifts were
-    tried too: they explain an early leak under AR noise as often as a pool's two steps.)"""
+    levels against a level and a slope, the same number of parameters. The index of the
+    first point after the shift (a step the step finder missed), or None when no shift fits
+    as well. (Two shifts were tried too: they explain an early leak under AR noise as often
+    as a pool's two steps.)"""
     n = len(y)
     lo = max(1, int(np.searchsorted(t, ramp_from - (t[-1] - ramp_from) / 2)))
     if n - lo < 3:
-        return False
+        return None
     cum = np.concatenate(([0.0], np.cumsum(y)))
     cum2 = np.concatenate(([0.0], np.cumsum(y * y)))
-    return _best_split(cum, cum2, 0, n, lo)[0] <= rss_ramp
+    rss, at = _best_split(cum, cum2, 0, n, lo)
+    return at if rss <= rss_ramp else None
 
 
 class Variogram:

@@ -46,9 +46,9 @@ from vramguard.noise import (
     despiked_value,
     long_run_variance,
     median,
+    missed_step,
     small_median,
     spike_width,
-    step_fits_better,
 )
 from vramguard.units import format_duration
 
@@ -79,6 +79,9 @@ class DetectorConfig:
     step_sigmas: float = 6.0
     step_sharpness: float = 0.7  # share of a step that must happen within two buckets
     step_reference_buckets: int = 180  # noise width for steps measured over this many
+    # a rise the slope test found significant and one level shift explains, in noise widths,
+    # that counts as a (missed) step of a staircase: half the finder's own threshold
+    missed_step_sigmas: float = 3.0
     min_step_bytes: float = 0.5 * MB
     staircase_steps: int = 3
     staircase_window_s: float = 24 * HOUR
@@ -287,6 +290,13 @@ def _robust_scale(values: npt.NDArray[np.float64]) -> float:
     residuals = values - float(values.sum()) / n - slope * x  # sum / n: the mean, bit for bit
     np.subtract(residuals, median(residuals, in_place=True), out=residuals)
     return 1.4826 * median(np.abs(residuals, out=residuals), in_place=True)
+
+
+def _sharpest(values: list[float], direction: float) -> float:
+    """The largest change over two buckets in the direction of `direction` (a rise where it
+    is positive, a fall where negative, 0 where it is 0): how sharp a step is."""
+    jumps = [later - earlier for earlier, later in zip(values, values[2:], strict=False)]
+    return max(jumps) if direction > 0 else -min(jumps) if direction < 0 else 0.0
 
 
 @functools.cache
@@ -544,6 +554,9 @@ class LeakDetector:
             maxlen=int(cfg.history_s / cfg.noise_record_every_s) + 2
         )
         self._last_t: float | None = None
+        # rises a level shift explained as well as a ramp (steps the finder missed): they
+        # count towards a staircase, and stay out of the fits
+        self._missed_steps: list[Step] = []
         self.samples = 0
         self.restarts: list[float] = []
         self.peak: float = -math.inf
@@ -714,10 +727,7 @@ class LeakDetector:
         if abs(delta) < cfg.min_step_bytes:
             return
         window = self._raw[n - 2 * k : n]
-        recent = window.tolist()
-        jumps = [later - earlier for earlier, later in zip(recent, recent[2:], strict=False)]
-        sharpest = max(jumps) if delta > 0 else -min(jumps) if delta < 0 else 0.0
-        if sharpest < cfg.step_sharpness * abs(delta):
+        if _sharpest(window.tolist(), delta) < cfg.step_sharpness * abs(delta):
             return
         if abs(delta) < cfg.step_sigmas * self._step_noise(first, n):
             return
@@ -740,6 +750,34 @@ class LeakDetector:
         self._steps_quiet_until = step.t + 2 * k * cfg.bucket_s
         if delta < 0:
             self._maybe_restart(step, first)
+
+    def _note_missed_step(self, at: int) -> None:
+        """Keep a rise that one level shift at bucket `at` explained as well as a ramp (one
+        the ramp's own error bars call significant) for the staircase rule, when it is as
+        sharp as the step finder asks (most of it within two buckets) and at least
+        `missed_step_sigmas` of its noise widths: a step the finder's threshold missed is
+        still a step of a staircase. It stays out of the fits
+        (taken for a level shift there, a leak's ramp in AR noise would be cut in pieces)."""
+        cfg = self.config
+        k = cfg.step_buckets
+        n = self._count
+        if at - k < self._series_start() or at + k > n:
+            return
+        t_at = float(self._t[at])
+        close = 2 * k * cfg.bucket_s
+        if any(abs(s.t - t_at) <= close for s in (*self.steps, *self._missed_steps)):
+            return
+        level_before = small_median(self._raw[at - k : at])
+        delta = small_median(self._raw[at : at + k]) - level_before
+        sharpest = _sharpest(self._raw[at - k : at + k].tolist(), delta)
+        if delta <= cfg.min_step_bytes or sharpest < cfg.step_sharpness * delta:
+            return  # a slow rise is no step, whatever shift fits it
+        if delta < cfg.missed_step_sigmas * self._step_noise(self._series_start(), at + k):
+            return  # a wander's rise, a few MB that one shift happens to fit
+        horizon = t_at - cfg.staircase_window_s
+        self._missed_steps = [s for s in self._missed_steps if s.t >= horizon]
+        self._missed_steps.append(Step(t_at, delta, level_before))
+        self._missed_steps.sort(key=lambda s: s.t)
 
     def _step_noise(self, first: int, n: int) -> float:
         """The noise width steps are measured against: the `step_reference_buckets` before
@@ -774,7 +812,7 @@ class LeakDetector:
     def _staircase(self, t_now: float) -> Alarm | None:
         cfg = self.config
         ups = [
-            s for s in self.steps
+            s for s in sorted((*self.steps, *self._missed_steps), key=lambda s: s.t)
             if s.size_bytes > 0 and t_now - s.t <= cfg.staircase_window_s
             and s.t > (self._series_t0 or 0.0)
         ]  # fmt: skip
@@ -908,8 +946,11 @@ class LeakDetector:
             # a variogram from less history than the fit spans has not seen its slow noise
             if z < z_needed + (0.0 if covered else cfg.learning_z_margin):
                 continue
-            if not per_load and step_fits_better(t, y - fit.nuisance_part, test.origin, fit.rss):
-                continue  # one level shift explains it: a step the step finder missed
+            if not per_load:
+                shift = missed_step(t, y - fit.nuisance_part, test.origin, fit.rss)
+                if shift is not None:  # one level shift explains it: a step the finder missed
+                    self._note_missed_step(lo + shift)
+                    continue
             span = float(t_now - max(test.origin, float(t[0])))
             se_h = growth_h / z
             what = "memory per session grew" if per_load else "growing"
