@@ -760,8 +760,8 @@ class LeakDetector:
         (taken for a level shift there, a leak's ramp in AR noise would be cut in pieces)."""
         cfg = self.config
         k = cfg.step_buckets
-        n = self._count
-        if at - k < self._series_start() or at + k > n:
+        first = self._series_start()
+        if at - k < first or at + k > self._count:
             return
         t_at = float(self._t[at])
         close = 2 * k * cfg.bucket_s
@@ -769,15 +769,15 @@ class LeakDetector:
             return
         level_before = small_median(self._raw[at - k : at])
         delta = small_median(self._raw[at : at + k]) - level_before
-        sharpest = _sharpest(self._raw[at - k : at + k].tolist(), delta)
-        if delta <= cfg.min_step_bytes or sharpest < cfg.step_sharpness * delta:
+        if delta <= cfg.min_step_bytes:
+            return
+        if _sharpest(self._raw[at - k : at + k].tolist(), delta) < cfg.step_sharpness * delta:
             return  # a slow rise is no step, whatever shift fits it
-        if delta < cfg.missed_step_sigmas * self._step_noise(self._series_start(), at + k):
+        if delta < cfg.missed_step_sigmas * self._step_noise(first, at + k):
             return  # a wander's rise, a few MB that one shift happens to fit
         horizon = t_at - cfg.staircase_window_s
         self._missed_steps = [s for s in self._missed_steps if s.t >= horizon]
-        self._missed_steps.append(Step(t_at, delta, level_before))
-        self._missed_steps.sort(key=lambda s: s.t)
+        self._missed_steps.append(Step(t_at, delta, level_before))  # `_staircase` orders them
 
     def _step_noise(self, first: int, n: int) -> float:
         """The noise width steps are measured against: the `step_reference_buckets` before
@@ -811,8 +811,14 @@ class LeakDetector:
 
     def _staircase(self, t_now: float) -> Alarm | None:
         cfg = self.config
+        # the steps found are in time order; missed ones, noted late, are merged in by time
+        steps = (
+            sorted((*self.steps, *self._missed_steps), key=lambda s: s.t)
+            if self._missed_steps
+            else self.steps
+        )
         ups = [
-            s for s in sorted((*self.steps, *self._missed_steps), key=lambda s: s.t)
+            s for s in steps
             if s.size_bytes > 0 and t_now - s.t <= cfg.staircase_window_s
             and s.t > (self._series_t0 or 0.0)
         ]  # fmt: skip
