@@ -21,9 +21,10 @@ HOUR = 3600.0
 MB = 1e6
 
 
-def _runs(seed: int = 1006) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One process (a 4.5 h wander of 7.6 MB over 7.9 MB of white noise) run twice: a
-    day, then 36 h more judged on their own."""
+def _runs(seed: int = 1071) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One process (a 4.5 h wander of 8.4 MB over 2.5 MB of white noise) run twice: a
+    day, then 36 h more judged on their own. (Of wander seeds 1000-1149, four still alarm
+    in their first 4 h with the likelihood ratio against a wander; this is one.)"""
     trace = draw("wander", seed, hours=60.0)
     earlier = trace.t < 24 * HOUR
     later = ~earlier
@@ -51,7 +52,9 @@ def test_with_the_prior_a_leak_is_still_found() -> None:
     start = 8 * HOUR
     leaking = v + np.maximum(t - start, 0.0) / HOUR * 10 * MB
     alarms = _alarms(t, leaking, noise_from(t0, v0))
-    assert alarms and start < alarms[0] < start + 6 * HOUR
+    # on this wander even a reference told the exact noise (bench/exact_noise.py) needs
+    # 5.6 h; alone (no prior) the run called its wander a leak at 2.5 h, before this one
+    assert alarms and start < alarms[0] < start + 7 * HOUR
 
 
 def test_a_series_too_short_to_show_its_noise_gives_none() -> None:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from vramguard.tracker import LeakAlert, MemoryTracker, Sample
     from vramguard.trend import DetectorConfig, LeakDetector, Trend, detect_leak, noise_from
     from vramguard.units import format_bytes, parse_duration, parse_resolution, parse_size
+    from vramguard.wander import ramp_likelihood_ratio
 
 #: public name -> the module it lives in
 _EXPORTS: dict[str, str] = {
@@ -121,6 +122,7 @@ _EXPORTS: dict[str, str] = {
     "detect_leak": "vramguard.trend",
     "noise_from": "vramguard.trend",
     "Variogram": "vramguard.noise",
+    "ramp_likelihood_ratio": "vramguard.wander",
     "format_bytes": "vramguard.units",
     "parse_duration": "vramguard.units",
     "parse_resolution": "vramguard.units",
@@ -211,6 +213,7 @@ __all__ = [
     "parse_duration",
     "parse_resolution",
     "parse_size",
+    "ramp_likelihood_ratio",
     "read",
     "read_log",
     "read_range",

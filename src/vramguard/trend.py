@@ -51,6 +51,7 @@ from vramguard.noise import (
     spike_width,
 )
 from vramguard.units import format_duration
+from vramguard.wander import ramp_likelihood_ratio
 
 HOUR = 3600.0
 MB = 1e6
@@ -82,6 +83,15 @@ class DetectorConfig:
     # a rise the slope test found significant and one level shift explains, in noise widths,
     # that counts as a (missed) step of a staircase: half the finder's own threshold
     missed_step_sigmas: float = 3.0
+    # A new slope alarm also needs a likelihood ratio of wander_z ** 2 against a wander: the
+    # series' history, as wander_means means a window, fitted with white plus OU noise of
+    # every time constant up to wander_tau_windows windows, without the ramp and with it
+    # (`vramguard.wander`). 0 turns the check off. A ramp a wander explained is looked at
+    # again after wander_recheck_buckets.
+    wander_z: float = 4.0
+    wander_means: int = 48
+    wander_tau_windows: float = 25.0
+    wander_recheck_buckets: int = 5
     min_step_bytes: float = 0.5 * MB
     staircase_steps: int = 3
     staircase_window_s: float = 24 * HOUR
@@ -547,6 +557,7 @@ class LeakDetector:
         self._streak = 0
         self._quiet = 0
         self._steps_quiet_until = -math.inf
+        self._wander_until = -math.inf  # a ramp a wander explained is held until then
         self._noise_recorded_t = -math.inf
         # hourly variograms of the history up to their time: a ramp is judged against the
         # noise the process showed before the ramp began (a leak must not widen its own bars)
@@ -957,17 +968,50 @@ class LeakDetector:
                 if shift is not None:  # one level shift explains it: a step the finder missed
                     self._note_missed_step(lo + shift)
                     continue
+            ratio = self._against_wander(t_now, test.origin, per_load)
+            if ratio is None:
+                return None  # a wander explains the most significant ramp as well
             span = float(t_now - max(test.origin, float(t[0])))
             se_h = growth_h / z
             what = "memory per session grew" if per_load else "growing"
+            odds = "" if math.isnan(ratio) else f", likelihood ratio {ratio:.0f} against a wander"
             return Alarm(
                 t=t_now, kind="slope", slope_bytes_per_hour=growth_h,
                 ci_bytes_per_hour=(growth_h - 1.96 * se_h, growth_h + 1.96 * se_h),
                 window_s=span, z=z, level_bytes=float(self._raw[n - 1]),
                 reason=f"{what} {growth_h / MB:.1f} MB/h for the last "
-                f"{format_duration(span)} (z = {z:.1f})",
+                f"{format_duration(span)} (z = {z:.1f}{odds})",
             )  # fmt: skip
         return None
+
+    def _against_wander(self, t_now: float, origin: float, per_load: bool) -> float | None:
+        """The ramp from `origin`'s likelihood ratio against a wander, fitted to the series'
+        history since its warm-up (`vramguard.wander`); None when it is below `wander_z`
+        squared (and for the next `wander_recheck_buckets`, which are not fitted again).
+        NaN when not asked: the check is off, or an episode is already in force."""
+        cfg = self.config
+        if cfg.wander_z <= 0 or self.alarm is not None:
+            return math.nan
+        if t_now < self._wander_until:
+            return None
+        n = self._count
+        lo = self._settled(n)
+        t = self._t[lo:n]
+        load = self._load[lo:n]
+        nuisance = [(t >= s.t).astype(np.float64) for s in self.steps
+                    if s.size_bytes > 0 and t[0] < s.t <= t_now]  # fmt: skip
+        with_load = self._load_seen and _usable_load(load)
+        if with_load:
+            nuisance.append(load)
+        ramp = np.maximum(t - origin, 0.0)
+        ratio = ramp_likelihood_ratio(
+            t, self._clean[lo:n], nuisance, load * ramp if per_load and with_load else ramp,
+            cfg.history_s / cfg.wander_means, cfg.wander_tau_windows * cfg.history_s,
+        )  # fmt: skip
+        if ratio < cfg.wander_z**2:
+            self._wander_until = t_now + (cfg.wander_recheck_buckets - 0.5) * cfg.bucket_s
+            return None
+        return ratio
 
     def _design_for(
         self,
@@ -1221,16 +1265,22 @@ def _verdict(
             "insufficient-data", None, None, None, peak, None, len(t), duration,
             reason=why, needs_more_s=needs if needs > 0 else None, **common,
         )  # fmt: skip
-    slope_h, z = fit
+    slope_h, z, ratio = fit
     se_h = slope_h / z if z > 0 else math.inf
     ci = (slope_h - 1.96 * se_h, slope_h + 1.96 * se_h) if math.isfinite(se_h) else None
-    grows = z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour
+    significant = z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour
+    wander = significant and not ratio >= cfg.wander_z**2  # NaN: the check is off
+    grows = significant and not wander
     verdict: Verdict = "leak" if first is not None or grows else "stable"
     if first is not None:
         reason = _alarm_reason(first, t0)
     elif grows:
         reason = (f"the whole series grows {slope_h / MB:.1f} MB/h beyond doubt (z = {z:.1f}), "
                   "though no window alarmed on its own")  # fmt: skip
+    elif wander:
+        reason = (f"no sustained growth: {slope_h / MB:+.2f} MB/h over the series "
+                  f"(z = {z:.1f}), but a slow wander explains it as well "
+                  f"(likelihood ratio {ratio:.1f})")  # fmt: skip
     else:
         reason = f"no sustained growth ({slope_h / MB:+.2f} MB/h over the series, z = {z:.1f})"
     if load_state == "unknown":
@@ -1257,10 +1307,11 @@ def _whole_series_fit(
     load: npt.NDArray[np.float64] | None,
     rises: Sequence[float],
     cfg: DetectorConfig,
-) -> tuple[float, float] | None:
-    """(growth in bytes an hour, z) of a line through the whole series, on buckets, with
-    level shifts at rises and load as a regressor where it moves; the error is the most
-    conservative of AR(1), batch means and the detector's last variogram."""
+) -> tuple[float, float, float] | None:
+    """(growth in bytes an hour, z, likelihood ratio against a wander) of a line through
+    the whole series, on buckets, with level shifts at rises and load as a regressor where it
+    moves; the error is the most conservative of AR(1), batch means and the detector's last
+    variogram. The ratio is NaN unless the growth is significant and the check is on."""
     ld = np.full(len(t), np.nan) if load is None else load
     bidx, sums_t, sums_v, counts, sums_l, counts_l = _bucket_sums(
         t, v, ld, float(t[0]), cfg.bucket_s
@@ -1281,5 +1332,11 @@ def _whole_series_fit(
     variance = long_run_variance(bidx, fit.residuals, fit.dof) * float(fit.weights @ fit.weights)
     own = detector.variograms[-1] if detector.variograms else None
     variance = max(variance, detector.variogram_variance(own, bidx, fit.weights))
-    se = math.sqrt(max(variance, 1e-30))
-    return fit.slope * HOUR, fit.slope / se
+    slope_h, z = fit.slope * HOUR, fit.slope / math.sqrt(max(variance, 1e-30))
+    ratio = math.nan
+    if cfg.wander_z > 0 and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
+        ratio = ramp_likelihood_ratio(
+            bt, bv, nuisance, bt - bt[0], cfg.history_s / cfg.wander_means,
+            cfg.wander_tau_windows * cfg.history_s,
+        )  # fmt: skip
+    return slope_h, z, ratio
