@@ -176,3 +176,16 @@ def test_a_metric_the_earlier_log_lacks_is_said_and_the_run_judged_without_it(
         assert len(warnings) == 2, warnings
         assert all("has no metric 'host_rss_bytes'" in line for line in warnings)
         assert warnings[1].endswith("the verdict without it")
+
+
+def test_with_a_prior_the_likelihood_ratio_against_a_wander_is_not_asked() -> None:
+    # the earlier run has shown the wander; the second opinion that stands in for it (a
+    # wander fitted to the run's own history) would only delay the alarm
+    t0, v0, t, v = _runs()
+    leaking = v + np.maximum(t - 8 * HOUR, 0.0) / HOUR * 10 * MB
+    alone = LeakDetector(DetectorConfig())
+    alone.update_many(t, leaking)
+    with_prior = LeakDetector(DetectorConfig(), noise_prior=noise_from(t0, v0))
+    with_prior.update_many(t, leaking)
+    assert alone.alarms and "against a wander" in alone.alarms[0].reason
+    assert with_prior.alarms and "against a wander" not in with_prior.alarms[0].reason

@@ -8,12 +8,14 @@ questions at each bucket:
    climbing? The detector fits a level plus a ramp that starts at each of several ages
    (`ramp_ages_s`, 1 h to 6 h ago, and the window's start: a plain slope), so a leak that
    began 2 h ago is tested against the flat history before it: that is what makes slow
-   leaks visible early. The ramp's standard error assumes AR(1) noise (the residuals'
-   variance and lag-1 autocorrelation, bias-corrected), and its long-run variance is at
-   least the median of the last day's, so slow drift, GC sawtooth and a quiet stretch do
-   not pass for a trend. An alarm needs `z >= z_alarm` (plus a margin while the noise is
-   still being learned), a ramp of at least `min_slope_bytes_per_hour`, and
-   `confirm_buckets` buckets in a row.
+   leaks visible early. The ramp's standard error is the largest of three that assume no
+   one noise model (AR(1), batch means at every scale, and the process's own variogram
+   from before the ramp), so slow drift, GC sawtooth and a quiet stretch do not pass for a
+   trend. An alarm needs `z >= z_alarm` (plus a margin while the noise is still being
+   learned), a ramp of at least `min_slope_bytes_per_hour`, `confirm_buckets` buckets in
+   a row, and, for a new episode, a likelihood ratio of `wander_z` squared against a
+   wander fitted to the same history (`vramguard.wander`): learned error bars can be too
+   narrow, a fitted wander is not assumed.
 2. **Staircase.** Sharp upward steps (the median of the next few buckets above the median
    of the previous few by several noise widths) enter the fit as level shifts, so a pool
    that grows once is not a leak. They are counted: `staircase_steps` upward steps within
@@ -988,9 +990,10 @@ class LeakDetector:
         """The ramp from `origin`'s likelihood ratio against a wander, fitted to the series'
         history since its warm-up (`vramguard.wander`); None when it is below `wander_z`
         squared (and for the next `wander_recheck_buckets`, which are not fitted again).
-        NaN when not asked: the check is off, or an episode is already in force."""
+        NaN when not asked: the check is off, an episode is already in force, or an earlier
+        run's noise (`noise_prior`) already told the error bars what this history cannot."""
         cfg = self.config
-        if cfg.wander_z <= 0 or self.alarm is not None:
+        if cfg.wander_z <= 0 or self.alarm is not None or self.noise_prior is not None:
             return math.nan
         if t_now < self._wander_until:
             return None
@@ -1334,7 +1337,8 @@ def _whole_series_fit(
     variance = max(variance, detector.variogram_variance(own, bidx, fit.weights))
     slope_h, z = fit.slope * HOUR, fit.slope / math.sqrt(max(variance, 1e-30))
     ratio = math.nan
-    if cfg.wander_z > 0 and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
+    asked = cfg.wander_z > 0 and detector.noise_prior is None
+    if asked and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
         ratio = ramp_likelihood_ratio(
             bt, bv, nuisance, bt - bt[0], cfg.history_s / cfg.wander_means,
             cfg.wander_tau_windows * cfg.history_s,
