@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -123,3 +124,7 @@ def test_the_whole_series_growth_a_wander_explains_is_not_a_leak() -> None:
     leak = 500 * MB + ou(rng, t, 3 * MB, 600.0) + rng.normal(0, 2 * MB, len(t)) + t / HOUR * 5 * MB
     trend = detect_leak(t, leak, config=config)
     assert trend.verdict == "leak" and "beyond doubt" in trend.reason
+    # with the check off (not asked: the ratio is NaN) the line alone decides, as before it
+    unchecked = detect_leak(t, leak, config=replace(config, wander_z=0.0))
+    assert unchecked.verdict == "leak" and "beyond doubt" in unchecked.reason
+    assert "wander" not in unchecked.reason

@@ -1272,7 +1272,7 @@ def _verdict(
     se_h = slope_h / z if z > 0 else math.inf
     ci = (slope_h - 1.96 * se_h, slope_h + 1.96 * se_h) if math.isfinite(se_h) else None
     significant = z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour
-    wander = significant and not ratio >= cfg.wander_z**2  # NaN: the check is off
+    wander = significant and ratio < cfg.wander_z**2  # NaN (not asked) is no wander
     grows = significant and not wander
     verdict: Verdict = "leak" if first is not None or grows else "stable"
     if first is not None:
