@@ -47,10 +47,11 @@ def _ou_precision(t: Array, taus_s: Array) -> tuple[Array, Array, Array]:
 
 def _tridiagonal_solve(diagonal: Array, off: Array, rhs: Array) -> tuple[Array, Array]:
     """Solve the symmetric positive definite tridiagonal systems (one per row of `diagonal`)
-    for their right-hand sides `rhs` (rows x n x columns); also the log determinants."""
+    for their right-hand sides `rhs` (rows x n x columns; eliminated in place, so pass one
+    the caller does not keep); also the log determinants."""
     n = diagonal.shape[1]
     pivots = np.empty_like(diagonal)
-    forward = rhs.copy()
+    forward = rhs
     pivots[:, 0] = diagonal[:, 0]
     for i in range(1, n):
         factor = off[:, i - 1] / pivots[:, i - 1]
@@ -81,7 +82,7 @@ def profile_m2ll(
     solved, logdet_a = _tridiagonal_solve(
         (1.0 + lam * diagonal[:, None, :]).reshape(grid, n),
         (lam * off[:, None, :]).reshape(grid, n - 1),
-        np.repeat(t_data, len(WHITE_RATIOS), axis=0),
+        np.repeat(t_data, len(WHITE_RATIOS), axis=0),  # a fresh array: solved in place
     )
     logdet = np.repeat(logdet_r, len(WHITE_RATIOS)) + logdet_a
     gram = np.einsum("ni,knj->kij", data, solved)  # [X y]' (R + lam I)^-1 [X y]
