@@ -925,13 +925,7 @@ class LeakDetector:
         y = self._clean[lo:n]
         index = self._index[lo:n]
         load = self._load[lo:n]
-        # A rise is a level shift in the fit (a pool that grew once); a fall stays in the
-        # data, or a GC sawtooth would pass for a climb.
-        rises = [s.t for s in self.steps if s.size_bytes > 0 and t[0] < s.t <= t_now]
-        nuisance = [(t >= s).astype(np.float64) for s in rises]
-        with_load = self._load_seen and _usable_load(load)
-        if with_load:
-            nuisance.append(load)
+        nuisance, with_load = self._nuisance(t, load, t_now)
         origins = [float(t[0])] + [t_now - a for a in cfg.ramp_ages_s if t_now - a > t[0]]
         if with_load:  # memory per session growing: load times the ramp
             columns = _ramps(t, origins)
@@ -1001,20 +995,29 @@ class LeakDetector:
         lo = self._settled(n)
         t = self._t[lo:n]
         load = self._load[lo:n]
-        nuisance = [(t >= s.t).astype(np.float64) for s in self.steps
-                    if s.size_bytes > 0 and t[0] < s.t <= t_now]  # fmt: skip
-        with_load = self._load_seen and _usable_load(load)
-        if with_load:
-            nuisance.append(load)
+        nuisance, with_load = self._nuisance(t, load, t_now)
         ramp = np.maximum(t - origin, 0.0)
-        ratio = ramp_likelihood_ratio(
-            t, self._clean[lo:n], nuisance, load * ramp if per_load and with_load else ramp,
-            cfg.history_s / cfg.wander_means, cfg.wander_tau_windows * cfg.history_s,
-        )  # fmt: skip
+        ratio = _wander_ratio(
+            cfg, t, self._clean[lo:n], nuisance, load * ramp if per_load and with_load else ramp
+        )
         if ratio < cfg.wander_z**2:
             self._wander_until = t_now + (cfg.wander_recheck_buckets - 0.5) * cfg.bucket_s
             return None
         return ratio
+
+    def _nuisance(
+        self, t: npt.NDArray[np.float64], load: npt.NDArray[np.float64], t_now: float
+    ) -> tuple[list[npt.NDArray[np.float64]], bool]:
+        """The columns a fit over buckets at `t` holds besides its ramps, and whether load is
+        one: a level shift at each upward step found in that stretch (a pool that grew once;
+        a fall stays in the data, or a GC sawtooth would pass for a climb), and the load
+        where it is usable."""
+        rises = [s.t for s in self.steps if s.size_bytes > 0 and t[0] < s.t <= t_now]
+        nuisance = [(t >= s).astype(np.float64) for s in rises]
+        with_load = self._load_seen and _usable_load(load)
+        if with_load:
+            nuisance.append(load)
+        return nuisance, with_load
 
     def _design_for(
         self,
@@ -1339,8 +1342,20 @@ def _whole_series_fit(
     ratio = math.nan
     asked = cfg.wander_z > 0 and detector.noise_prior is None
     if asked and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
-        ratio = ramp_likelihood_ratio(
-            bt, bv, nuisance, bt - bt[0], cfg.history_s / cfg.wander_means,
-            cfg.wander_tau_windows * cfg.history_s,
-        )  # fmt: skip
+        ratio = _wander_ratio(cfg, bt, bv, nuisance, bt - bt[0])
     return slope_h, z, ratio
+
+
+def _wander_ratio(
+    cfg: DetectorConfig,
+    t: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    nuisance: Sequence[npt.NDArray[np.float64]],
+    ramp: npt.NDArray[np.float64],
+) -> float:
+    """`ramp_likelihood_ratio` on the config's scale: means of a `wander_means`th of the
+    window, time constants up to `wander_tau_windows` windows."""
+    return ramp_likelihood_ratio(
+        t, y, nuisance, ramp, cfg.history_s / cfg.wander_means,
+        cfg.wander_tau_windows * cfg.history_s,
+    )  # fmt: skip
