@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from vramguard.tracker import LeakAlert, MemoryTracker, Sample
     from vramguard.trend import DetectorConfig, LeakDetector, Trend, detect_leak, noise_from
     from vramguard.units import format_bytes, parse_duration, parse_resolution, parse_size
-    from vramguard.wander import ramp_likelihood_ratio
+    from vramguard.wander import likelihood_ratios, ramp_likelihood_ratio
 
 #: public name -> the module it lives in
 _EXPORTS: dict[str, str] = {
@@ -122,6 +122,7 @@ _EXPORTS: dict[str, str] = {
     "detect_leak": "vramguard.trend",
     "noise_from": "vramguard.trend",
     "Variogram": "vramguard.noise",
+    "likelihood_ratios": "vramguard.wander",
     "ramp_likelihood_ratio": "vramguard.wander",
     "format_bytes": "vramguard.units",
     "parse_duration": "vramguard.units",
@@ -208,6 +209,7 @@ __all__ = [
     "format_bytes",
     "heap_stats",
     "heap_unavailable_reason",
+    "likelihood_ratios",
     "noise_from",
     "open_encoder",
     "parse_duration",

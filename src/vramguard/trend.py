@@ -53,7 +53,7 @@ from vramguard.noise import (
     spike_width,
 )
 from vramguard.units import format_duration
-from vramguard.wander import ramp_likelihood_ratio
+from vramguard.wander import likelihood_ratios
 
 HOUR = 3600.0
 MB = 1e6
@@ -959,12 +959,15 @@ class LeakDetector:
             # a variogram from less history than the fit spans has not seen its slow noise
             if z < z_needed + (0.0 if covered else cfg.learning_z_margin):
                 continue
+            known = math.nan
             if not per_load:
                 shift = missed_step(t, y - fit.nuisance_part, test.origin, fit.rss)
-                if shift is not None:  # one level shift explains it: a step the finder missed
-                    self._note_missed_step(lo + shift)
-                    continue
-            ratio = self._against_wander(t_now, test.origin, per_load)
+                if shift is not None:  # a level shift fits as well in least squares
+                    known, as_step = self._fitted_ratios(t_now, test.origin, False, t[shift])
+                    if as_step >= known:  # and in the fitted noise: a step the finder missed
+                        self._note_missed_step(lo + shift)
+                        continue
+            ratio = self._against_wander(t_now, test.origin, per_load, known)
             if ratio is None:
                 return None  # a wander explains the most significant ramp as well
             span = float(t_now - max(test.origin, float(t[0])))
@@ -980,30 +983,44 @@ class LeakDetector:
             )  # fmt: skip
         return None
 
-    def _against_wander(self, t_now: float, origin: float, per_load: bool) -> float | None:
+    def _against_wander(
+        self, t_now: float, origin: float, per_load: bool, known: float = math.nan
+    ) -> float | None:
         """The ramp from `origin`'s likelihood ratio against a wander, fitted to the series'
-        history since its warm-up (`vramguard.wander`); None when it is below `wander_z`
-        squared (and for the next `wander_recheck_buckets`, which are not fitted again).
-        NaN when not asked: the check is off, an episode is already in force, or an earlier
-        run's noise (`noise_prior`) already told the error bars what this history cannot."""
+        history since its warm-up (`_fitted_ratios`, or `known` where the caller has it);
+        None when it is below `wander_z` squared (and for the next `wander_recheck_buckets`,
+        which are not fitted again). NaN when not asked: the check is off, an episode is
+        already in force, or an earlier run's noise (`noise_prior`) already told the error
+        bars what this history cannot."""
         cfg = self.config
         if cfg.wander_z <= 0 or self.alarm is not None or self.noise_prior is not None:
             return math.nan
         if t_now < self._wander_until:
             return None
+        ratio = known if not math.isnan(known) else self._fitted_ratios(t_now, origin, per_load)[0]
+        if ratio < cfg.wander_z**2:
+            self._wander_until = t_now + (cfg.wander_recheck_buckets - 0.5) * cfg.bucket_s
+            return None
+        return ratio
+
+    def _fitted_ratios(
+        self, t_now: float, origin: float, per_load: bool, step_at: float | None = None
+    ) -> tuple[float, float]:
+        """Likelihood ratios with the noise fitted (`vramguard.wander`) over the series'
+        history since its warm-up, level, steps and load held: of the ramp from `origin` (per
+        session where `per_load` and load is usable), and of one level shift at `step_at`
+        instead (NaN without one). The larger explains the rise better."""
         n = self._count
         lo = self._settled(n)
         t = self._t[lo:n]
         load = self._load[lo:n]
         nuisance, with_load = self._nuisance(t, load, t_now)
         ramp = np.maximum(t - origin, 0.0)
-        ratio = _wander_ratio(
-            cfg, t, self._clean[lo:n], nuisance, load * ramp if per_load and with_load else ramp
-        )
-        if ratio < cfg.wander_z**2:
-            self._wander_until = t_now + (cfg.wander_recheck_buckets - 0.5) * cfg.bucket_s
-            return None
-        return ratio
+        alternatives = [load * ramp if per_load and with_load else ramp]
+        if step_at is not None:
+            alternatives.append((t >= step_at).astype(np.float64))
+        ratios = _wander_ratios(self.config, t, self._clean[lo:n], nuisance, alternatives)
+        return ratios[0], ratios[1] if step_at is not None else math.nan
 
     def _nuisance(
         self, t: npt.NDArray[np.float64], load: npt.NDArray[np.float64], t_now: float
@@ -1342,20 +1359,20 @@ def _whole_series_fit(
     ratio = math.nan
     asked = cfg.wander_z > 0 and detector.noise_prior is None
     if asked and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
-        ratio = _wander_ratio(cfg, bt, bv, nuisance, bt - bt[0])
+        ratio = _wander_ratios(cfg, bt, bv, nuisance, [bt - bt[0]])[0]
     return slope_h, z, ratio
 
 
-def _wander_ratio(
+def _wander_ratios(
     cfg: DetectorConfig,
     t: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
     nuisance: Sequence[npt.NDArray[np.float64]],
-    ramp: npt.NDArray[np.float64],
-) -> float:
-    """`ramp_likelihood_ratio` on the config's scale: means of a `wander_means`th of the
+    alternatives: Sequence[npt.NDArray[np.float64]],
+) -> list[float]:
+    """`likelihood_ratios` on the config's scale: means of a `wander_means`th of the
     window, time constants up to `wander_tau_windows` windows."""
-    return ramp_likelihood_ratio(
-        t, y, nuisance, ramp, cfg.history_s / cfg.wander_means,
+    return likelihood_ratios(
+        t, y, nuisance, alternatives, cfg.history_s / cfg.wander_means,
         cfg.wander_tau_windows * cfg.history_s,
     )  # fmt: skip

@@ -65,11 +65,12 @@ def _tridiagonal_solve(diagonal: Array, off: Array, rhs: Array) -> tuple[Array, 
 
 
 def profile_m2ll(
-    t: Array, y: Array, design: Array, nested: int, taus_s: Array
-) -> tuple[float, float]:
+    t: Array, y: Array, design: Array, subsets: Sequence[Sequence[int]], taus_s: Array
+) -> list[float]:
     """-2 log-likelihood at its maximum over the noise grid (white plus OU, each time
-    constant in `taus_s`; and white alone), for the regression of `y` on the first `nested`
-    columns of `design` and on all of them. The columns must be linearly independent."""
+    constant in `taus_s`; and white alone), for the regression of `y` on each subset of the
+    columns of `design` (indices), all from one solve. Each subset's columns must be
+    linearly independent."""
     n = len(y)
     data = np.column_stack([design, y])
     width = data.shape[1]
@@ -87,17 +88,60 @@ def profile_m2ll(
     logdet = np.repeat(logdet_r, len(WHITE_RATIOS)) + logdet_a
     gram = np.einsum("ni,knj->kij", data, solved)  # [X y]' (R + lam I)^-1 [X y]
     out: list[float] = []
-    for p in (nested, design.shape[1]):
-        xty = gram[:, :p, width - 1]
-        beta = np.linalg.solve(gram[:, :p, :p], xty[:, :, None])[:, :, 0]
+    for subset in subsets:
+        cols = list(subset)
+        xty = gram[:, cols, width - 1]
+        beta = np.linalg.solve(gram[:, cols][:, :, cols], xty[:, :, None])[:, :, 0]
         quad = gram[:, width - 1, width - 1] - np.einsum("ki,ki->k", xty, beta)
         fitted = quad > 0
         m2ll = np.where(fitted, n * np.log(np.where(fitted, quad, 1.0) / n) + logdet, np.inf)
-        x = design[:, :p]
+        x = design[:, cols]
         residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
         white = n * math.log(max(float(residual @ residual), 1e-300) / n)
         out.append(min(white, float(m2ll.min())))
-    return out[0], out[1]
+    return out
+
+
+def likelihood_ratios(
+    t: Array,
+    y: Array,
+    nuisance: Sequence[Array],
+    alternatives: Sequence[Array],
+    mean_width_s: float,
+    tau_max_s: float,
+) -> list[float]:
+    """For each alternative column (a ramp, a level shift), twice the log-likelihood it adds
+    to a fit of level and `nuisance` columns, with a noise of white plus OU fitted each time
+    (`ramp_likelihood_ratio`); all from one solve, so alternatives compare with each other
+    too. inf for one that cannot be told from the other columns, or with too few means."""
+    key = np.floor((t - t[0]) / mean_width_s).astype(np.int64)
+    _, which, counts = np.unique(key, return_inverse=True, return_counts=True)
+
+    def means(column: Array) -> Array:
+        return np.asarray(np.bincount(which, column) / counts, dtype=np.float64)
+
+    tm, ym = means(t), means(y)
+    scale = float(np.std(ym))
+    columns = [np.ones(len(tm))]
+    for column in (means(c) for c in nuisance):
+        if np.ptp(column) > 0:
+            columns.append(column)
+    base = len(columns)
+    design = np.column_stack([*columns, *(means(a) for a in alternatives)])
+    if scale <= 0 or len(tm) < base + 9:
+        return [math.inf] * len(alternatives)
+    fits = [
+        i for i in range(base, design.shape[1])
+        if np.linalg.matrix_rank(design[:, [*range(base), i]]) == base + 1
+    ]  # fmt: skip
+    if not fits or np.linalg.matrix_rank(design[:, :base]) < base:
+        return [math.inf] * len(alternatives)
+    taus = np.geomspace(mean_width_s / 2, max(tau_max_s, mean_width_s), TAU_POINTS)
+    subsets = [list(range(base))] + [[*range(base), i] for i in fits]
+    without, *each = profile_m2ll(tm, (ym - ym.mean()) / scale, design, subsets, taus)
+    ratios = dict(zip(fits, each, strict=True))
+    return [without - ratios[base + k] if base + k in ratios else math.inf
+            for k in range(len(alternatives))]  # fmt: skip
 
 
 def ramp_likelihood_ratio(
@@ -113,23 +157,4 @@ def ramp_likelihood_ratio(
     means of `mean_width_s` of the series. Large for a climb no wander of the series
     explains; inf when the ramp cannot be told from the other columns or there are too few
     means to fit."""
-    key = np.floor((t - t[0]) / mean_width_s).astype(np.int64)
-    _, which, counts = np.unique(key, return_inverse=True, return_counts=True)
-
-    def means(column: Array) -> Array:
-        return np.asarray(np.bincount(which, column) / counts, dtype=np.float64)
-
-    tm, ym = means(t), means(y)
-    scale = float(np.std(ym))
-    columns = [np.ones(len(tm))]
-    for column in (means(c) for c in nuisance):
-        if np.ptp(column) > 0:
-            columns.append(column)
-    design = np.column_stack([*columns, means(ramp)])
-    if scale <= 0 or len(tm) < design.shape[1] + 8:
-        return math.inf
-    if np.linalg.matrix_rank(design) < design.shape[1]:
-        return math.inf
-    taus = np.geomspace(mean_width_s / 2, max(tau_max_s, mean_width_s), TAU_POINTS)
-    without, with_ramp = profile_m2ll(tm, (ym - ym.mean()) / scale, design, len(columns), taus)
-    return without - with_ramp
+    return likelihood_ratios(t, y, nuisance, [ramp], mean_width_s, tau_max_s)[0]
