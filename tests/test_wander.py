@@ -169,3 +169,9 @@ def test_a_leak_that_one_shift_fits_as_well_in_least_squares_is_still_a_ramp() -
     first = detector.alarms[0]
     assert first.kind == "slope" and "growing" in first.reason
     assert 0 <= first.t - trace.leak_start_t <= 1.0 * HOUR
+    # without the wander check after it (turned off here, or a noise prior given) the
+    # least-squares veto stands alone, as before
+    unchecked = LeakDetector(DetectorConfig(wander_z=0.0))
+    unchecked.update_many(trace.t, trace.values)
+    unchecked.flush()
+    assert unchecked.alarms and unchecked.alarms[0].t - trace.leak_start_t > 1.2 * HOUR

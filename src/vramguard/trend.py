@@ -963,8 +963,11 @@ class LeakDetector:
             if not per_load:
                 shift = missed_step(t, y - fit.nuisance_part, test.origin, fit.rss)
                 if shift is not None:  # a level shift fits as well in least squares
-                    known, as_step = self._fitted_ratios(t_now, test.origin, False, t[shift])
-                    if as_step >= known:  # and in the fitted noise: a step the finder missed
+                    ramp_wins = False
+                    if self._fits_noise:  # does the fitted noise prefer the ramp?
+                        known, as_step = self._fitted_ratios(t_now, test.origin, False, t[shift])
+                        ramp_wins = known > as_step
+                    if not ramp_wins:  # a step the finder missed
                         self._note_missed_step(lo + shift)
                         continue
             ratio = self._against_wander(t_now, test.origin, per_load, known)
@@ -993,7 +996,7 @@ class LeakDetector:
         already in force, or an earlier run's noise (`noise_prior`) already told the error
         bars what this history cannot."""
         cfg = self.config
-        if cfg.wander_z <= 0 or self.alarm is not None or self.noise_prior is not None:
+        if not self._fits_noise or self.alarm is not None:
             return math.nan
         if t_now < self._wander_until:
             return None
@@ -1002,6 +1005,14 @@ class LeakDetector:
             self._wander_until = t_now + (cfg.wander_recheck_buckets - 0.5) * cfg.bucket_s
             return None
         return ratio
+
+    @property
+    def _fits_noise(self) -> bool:
+        """Whether alarms ask the noise fitted to this history (`vramguard.wander`): with the
+        wander check on, and no earlier run's noise given (that prior already told the error
+        bars what a young history cannot; without the wander check after it, a ramp the
+        fitted noise preferred to a missed step would rest on the slope test alone)."""
+        return self.config.wander_z > 0 and self.noise_prior is None
 
     def _fitted_ratios(
         self, t_now: float, origin: float, per_load: bool, step_at: float | None = None
