@@ -94,6 +94,13 @@ class DetectorConfig:
     wander_means: int = 48
     wander_tau_windows: float = 25.0
     wander_recheck_buckets: int = 5
+    # A leak the window lost sight of: once the series since its warm-up is longer than the
+    # window, every long_every_s its best onset (a flat history, then a ramp; onsets every
+    # long_every_s) is fitted against a wander on the whole held history (`_long_ramp`);
+    # a likelihood ratio of long_z ** 2 alarms. 0 turns it off. Off, too, where the wander
+    # check is (wander_z 0, or a noise prior given).
+    long_z: float = 5.0
+    long_every_s: float = 1 * HOUR
     min_step_bytes: float = 0.5 * MB
     staircase_steps: int = 3
     staircase_window_s: float = 24 * HOUR
@@ -116,6 +123,7 @@ class DetectorConfig:
             staircase_window_s=self.staircase_window_s * k,
             min_duration_s=self.min_duration_s * k,
             noise_record_every_s=self.noise_record_every_s * k,
+            long_every_s=self.long_every_s * k,
             min_slope_bytes_per_hour=self.min_slope_bytes_per_hour / k,
         )
 
@@ -560,6 +568,8 @@ class LeakDetector:
         self._quiet = 0
         self._steps_quiet_until = -math.inf
         self._wander_until = -math.inf  # a ramp a wander explained is held until then
+        self._long_next_t = -math.inf  # when the long check looks again; until then
+        self._long_alarm: Alarm | None = None  # its last finding stands
         self._noise_recorded_t = -math.inf
         # hourly variograms of the history up to their time: a ramp is judged against the
         # noise the process showed before the ramp began (a leak must not widen its own bars)
@@ -703,7 +713,7 @@ class LeakDetector:
         self._measure_noise(t_now)
         if self.alarm is not None and self._streak >= cfg.confirm_buckets and n % 5:
             return None  # an episode in force is re-judged every fifth bucket: it still holds
-        candidate = self._staircase(t_now) or self._slope(t_now)
+        candidate = self._staircase(t_now) or self._slope(t_now) or self._long_ramp(t_now)
         if candidate is None:
             self._streak = 0
             self._quiet += 1
@@ -818,6 +828,7 @@ class LeakDetector:
         if risen > max(cfg.min_step_bytes, 0.0) and after <= start_level + 0.5 * risen:
             self.restarts.append(step.t)
             self._series_t0 = step.t
+            self._long_next_t, self._long_alarm = -math.inf, None
             self.steps = [s for s in self.steps if s.t <= step.t]  # the old series' history
             self._streak = 0
             self.alarm = None
@@ -985,6 +996,66 @@ class LeakDetector:
                 f"{format_duration(span)} (z = {z:.1f}{odds})",
             )  # fmt: skip
         return None
+
+    def _long_ramp(self, t_now: float) -> Alarm | None:
+        """A leak older than the window, or under a noise whose long swings widen the
+        window's error bars (a pool that moves by tens of MB), can stay under the slope
+        test's z for good: the variogram from before a window that starts inside the leak
+        holds the leak itself, and the wander check's ramp then starts at the window, not
+        at the leak. So every `long_every_s`, once the series since its warm-up outlasts
+        the window, the best onset (in least squares, on a grid of `long_every_s`; level,
+        steps and load held) is fitted against a wander on all the history held, as the
+        wander check fits a ramp, and a likelihood ratio of `long_z` squared alarms, unless
+        one level shift explains the rise as well (a step the finder missed). Its finding
+        stands until the next look."""
+        cfg = self.config
+        if t_now < self._long_next_t:
+            return self._long_alarm
+        self._long_next_t = t_now + cfg.long_every_s - 0.5 * cfg.bucket_s
+        self._long_alarm = None
+        if cfg.long_z <= 0 or not self._fits_noise:
+            return None
+        n = self._count
+        lo = self._settled(n)
+        t = self._t[lo:n]
+        if n - lo < cfg.min_points or t_now - t[0] < cfg.history_s:
+            return None
+        onsets = np.arange(
+            float(t[0]) + cfg.long_every_s, t_now - cfg.long_every_s, cfg.long_every_s
+        )
+        if len(onsets) == 0:
+            return None
+        nuisance, _ = self._nuisance(t, self._load[lo:n], t_now)
+        basis = np.linalg.qr(np.column_stack([np.ones(len(t)), *nuisance]))[0]
+        y = self._clean[lo:n]
+        y = y - basis @ (basis.T @ y)
+        ramps = _ramps(t, onsets.tolist()).T
+        ramps -= basis @ (basis.T @ ramps)
+        sizes = np.einsum("ij,ij->j", ramps, ramps)
+        slopes = (ramps.T @ y) / np.where(sizes > 0, sizes, np.inf)
+        gains = np.where(slopes * HOUR >= cfg.min_slope_bytes_per_hour, slopes**2 * sizes, -1.0)
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
+            return None
+        onset = float(onsets[best])
+        shift = missed_step(t, y, onset, float(y @ y - gains[best]))
+        ratio, as_step = self._fitted_ratios(
+            t_now, onset, False, None if shift is None else float(t[shift])
+        )
+        if not ratio >= cfg.long_z**2 or math.isinf(ratio) or as_step >= ratio:
+            return None
+        growth_h = float(slopes[best]) * HOUR
+        se_h = growth_h / math.sqrt(ratio)
+        span = t_now - onset
+        self._long_alarm = Alarm(
+            t=t_now, kind="slope", slope_bytes_per_hour=growth_h,
+            ci_bytes_per_hour=(growth_h - 1.96 * se_h, growth_h + 1.96 * se_h),
+            window_s=span, z=math.sqrt(ratio), level_bytes=float(self._raw[n - 1]),
+            reason=f"growing {growth_h / MB:.1f} MB/h for the last {format_duration(span)}, "
+            f"after a flatter history (likelihood ratio {ratio:.0f} against a wander "
+            "fitted to the whole series)",
+        )  # fmt: skip
+        return self._long_alarm
 
     def _against_wander(
         self, t_now: float, origin: float, per_load: bool, known: float = math.nan
