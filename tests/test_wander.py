@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vramguard import scenarios
-from vramguard.trend import HOUR, DetectorConfig, LeakDetector, detect_leak
+from vramguard.trend import HOUR, Alarm, DetectorConfig, LeakDetector, detect_leak
 from vramguard.wander import WHITE_RATIOS, likelihood_ratios, profile_m2ll, ramp_likelihood_ratio
 
 MB = 1e6
@@ -54,6 +54,13 @@ def ou(rng: np.random.Generator, t: np.ndarray, sigma: float, tau: float) -> np.
     return out
 
 
+def alarms_on(trace: scenarios.Scenario, config: DetectorConfig) -> list[Alarm]:
+    detector = LeakDetector(config)
+    detector.update_many(trace.t, trace.values)
+    detector.flush()
+    return detector.alarms
+
+
 def test_a_straight_leak_beside_a_flat_history_is_not_a_wander() -> None:
     # white 3 MB plus AR of 3 MB with a 10 min time constant; 10 MB/h for the last 4 h
     rng = np.random.default_rng(1)
@@ -91,23 +98,16 @@ def test_a_wanders_climb_that_the_slope_test_alone_calls_a_leak_is_not_alarmed()
     # random: the error bars learned from its history alone alarm on it; the likelihood
     # ratio against a wander does not
     trace = scenarios.draw("wander", seed=2005)
-    alone = LeakDetector(DetectorConfig(wander_z=0.0))
-    alone.update_many(trace.t, trace.values)
-    alone.flush()
-    assert alone.alarms, trace.params
-    checked = LeakDetector(DetectorConfig())
-    checked.update_many(trace.t, trace.values)
-    checked.flush()
-    assert checked.alarms == [], checked.alarms[0].reason
+    assert alarms_on(trace, DetectorConfig(wander_z=0.0)), trace.params
+    checked = alarms_on(trace, DetectorConfig())
+    assert checked == [], checked[0].reason
 
 
 def test_a_leak_is_still_alarmed_and_its_reason_gives_the_ratio() -> None:
     trace = scenarios.draw("mix95+leak10", seed=2)
-    detector = LeakDetector(DetectorConfig())
-    detector.update_many(trace.t, trace.values)
-    detector.flush()
-    assert trace.leak_start_t is not None and detector.alarms
-    first = detector.alarms[0]
+    found = alarms_on(trace, DetectorConfig())
+    assert trace.leak_start_t is not None and found
+    first = found[0]
     assert first.t >= trace.leak_start_t
     assert "likelihood ratio" in first.reason and "against a wander" in first.reason
 
@@ -162,16 +162,12 @@ def test_a_leak_that_one_shift_fits_as_well_in_least_squares_is_still_a_ramp() -
     # which alone took it for a step the finder missed until 1.38 h; the fitted noise
     # prefers the ramp
     trace = scenarios.draw("white+leak10", seed=5008)
-    detector = LeakDetector(DetectorConfig())
-    detector.update_many(trace.t, trace.values)
-    detector.flush()
-    assert trace.leak_start_t is not None and detector.alarms
-    first = detector.alarms[0]
+    found = alarms_on(trace, DetectorConfig())
+    assert trace.leak_start_t is not None and found
+    first = found[0]
     assert first.kind == "slope" and "growing" in first.reason
     assert 0 <= first.t - trace.leak_start_t <= 1.0 * HOUR
     # without the wander check after it (turned off here, or a noise prior given) the
     # least-squares veto stands alone, as before
-    unchecked = LeakDetector(DetectorConfig(wander_z=0.0))
-    unchecked.update_many(trace.t, trace.values)
-    unchecked.flush()
-    assert unchecked.alarms and unchecked.alarms[0].t - trace.leak_start_t > 1.2 * HOUR
+    unchecked = alarms_on(trace, DetectorConfig(wander_z=0.0))
+    assert unchecked and unchecked[0].t - trace.leak_start_t > 1.2 * HOUR
