@@ -1026,25 +1026,22 @@ class LeakDetector:
         if len(onsets) == 0:
             return None
         nuisance, _ = self._nuisance(t, self._load[lo:n], t_now)
-        basis = np.linalg.qr(np.column_stack([np.ones(len(t)), *nuisance]))[0]
-        y = self._clean[lo:n]
-        y = y - basis @ (basis.T @ y)
-        ramps = _ramps(t, onsets.tolist()).T
-        ramps -= basis @ (basis.T @ ramps)
-        sizes = np.einsum("ij,ij->j", ramps, ramps)
-        slopes = (ramps.T @ y) / np.where(sizes > 0, sizes, np.inf)
-        gains = np.where(slopes * HOUR >= cfg.min_slope_bytes_per_hour, slopes**2 * sizes, -1.0)
+        fits = _Fits(self._clean[lo:n], _ramps(t, onsets.tolist()), nuisance)
+        gains = np.where(
+            fits.ok & (fits.slopes * HOUR >= cfg.min_slope_bytes_per_hour),
+            fits.yy - np.asarray(fits.rss), -1.0,
+        )  # fmt: skip
         best = int(np.argmax(gains))
         if gains[best] <= 0:
             return None
         onset = float(onsets[best])
-        shift = missed_step(t, y, onset, float(y @ y - gains[best]))
+        shift = missed_step(t, fits.y_res, onset, fits.rss[best])
         ratio, as_step = self._fitted_ratios(
             t_now, onset, False, None if shift is None else float(t[shift])
         )
         if not ratio >= cfg.long_z**2 or math.isinf(ratio) or as_step >= ratio:
             return None
-        growth_h = float(slopes[best]) * HOUR
+        growth_h = float(fits.slopes[best]) * HOUR
         se_h = growth_h / math.sqrt(ratio)
         span = t_now - onset
         self._long_alarm = Alarm(
@@ -1439,8 +1436,7 @@ def _whole_series_fit(
     variance = max(variance, detector.variogram_variance(own, bidx, fit.weights))
     slope_h, z = fit.slope * HOUR, fit.slope / math.sqrt(max(variance, 1e-30))
     ratio = math.nan
-    asked = cfg.wander_z > 0 and detector.noise_prior is None
-    if asked and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
+    if detector._fits_noise and z >= cfg.z_alarm and slope_h >= cfg.min_slope_bytes_per_hour:
         ratio = _wander_ratios(cfg, bt, bv, nuisance, [bt - bt[0]])[0]
     return slope_h, z, ratio
 

@@ -134,7 +134,7 @@ def likelihood_ratios(
         i for i in range(base, design.shape[1])
         if np.linalg.matrix_rank(design[:, [*range(base), i]]) == base + 1
     ]  # fmt: skip
-    if not fits or np.linalg.matrix_rank(design[:, :base]) < base:
+    if not fits:  # also where the level and nuisance alone are rank-deficient
         return [math.inf] * len(alternatives)
     taus = np.geomspace(mean_width_s / 2, max(tau_max_s, mean_width_s), TAU_POINTS)
     subsets = [list(range(base))] + [[*range(base), i] for i in fits]
