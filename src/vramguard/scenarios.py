@@ -6,8 +6,10 @@ ranges, seeded, so a benchmark over many seeds samples the space rather than one
 it: white noise of 1-8 MB, white plus AR(1) of 2-10 MB with phi 0.8-0.99, mean-reverting
 wander with time constants of 1-6 h, daily load cycles of 30-150 MB (with or without the
 load column), Student-t noise with rare spikes, pools that grow and shrink in steps, gaps
-and jittered intervals, GC sawtooth of random period and amplitude, restarts; and leaks of
-5-40 MB/h, per-session leaks, staircases and leaks under sawtooth on top of those.
+and jittered intervals, GC sawtooth of random period and amplitude, restarts, a load cycle
+of 1-6 h that is not daily, and a GPU process's memory as a driver reports it (flat, moving
+between a few levels in 2 MiB pages, whole MiB); and leaks of 5-40 MB/h, per-session leaks,
+staircases and leaks under sawtooth, cycles and GPU levels on top of those.
 
 Every trace starts with a warm-up (0-150 MB, time constant 2-10 min). `draw(name, seed)`
 gives one; `params` says what was drawn, so a failure can be read and replayed.
@@ -24,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 MB = 1e6
+MIB = float(2**20)
+PAGE_BYTES = 2 * MIB  # the page GPU memory is allocated in
 HOUR = 3600.0
 BASE_BYTES = 500 * MB
 
@@ -141,6 +145,39 @@ def _pool_steps(d: _Draw, t: Array) -> Array:
         moves.append([round(now / HOUR, 3), level])
 
 
+def _gpu_levels(d: _Draw, t: Array) -> Array:
+    """A GPU process's memory as a driver reports it: flat, moving now and then between two
+    to five levels (buffers of 2-20 MiB allocated and freed whole, in 2 MiB pages) that it
+    holds for 5 min to 2 h on average; no other noise."""
+    sizes = np.round(d.rng.uniform(1.0, 10.0, int(d.rng.integers(2, 6)))) * PAGE_BYTES
+    sizes[0] = 0.0
+    dwell = d.log_uniform("dwell_min", 5.0, 120.0) * 60.0
+    out, state, now = np.zeros(len(t)), 0, float(t[0])
+    while True:
+        now += float(d.rng.exponential(dwell))
+        if now >= t[-1]:
+            d.params["levels_mib"] = [int(s // MIB) for s in sizes]
+            return out
+        state = int(d.rng.integers(0, len(sizes)))
+        out[t >= now] = sizes[state]
+
+
+def _cycle(d: _Draw, t: Array) -> Array:
+    """A load cycle of its own (a batch job, a cron, a playlist) that is not daily: a sine or
+    a triangle of 10-60 MB with a period of 1-6 h, over white noise of 1-5 MB."""
+    period = d.log_uniform("cycle_period_h", 1.0, 6.0) * HOUR
+    swing = d.uniform("cycle_mb", 10.0, 60.0) * MB
+    phase = d.rng.uniform(0.0, 1.0)
+    turn = (t / period + phase) % 1.0
+    if d.rng.random() < 0.5:
+        shape = np.sin(2 * np.pi * turn)
+        d.params["cycle_shape"] = "sine"
+    else:
+        shape = 4.0 * np.abs(turn - 0.5) - 1.0
+        d.params["cycle_shape"] = "triangle"
+    return swing / 2 * shape + _white(d, t, 1.0, 5.0)
+
+
 def _daily_load(d: _Draw, t: Array) -> tuple[Array, Array]:
     """Sessions that follow a daily cycle (noisy, whole numbers), and the memory they hold:
     a swing of 30-150 MB between night and day at 1-8 MB a session."""
@@ -177,6 +214,11 @@ def _noise(d: _Draw, kind: str, t: Array, interval_s: float) -> Array:
         return _sawtooth(d, t) + _white(d, t)
     if kind == "pool":
         return _pool_steps(d, t) + _ar_mix(d, t, interval_s)
+    if kind == "gpu-levels":
+        d.params["whole_mib"] = True
+        return _gpu_levels(d, t)
+    if kind == "cycle":
+        return _cycle(d, t)
     raise ValueError(f"unknown noise {kind!r}")
 
 
@@ -211,6 +253,16 @@ def _leaking(kind: str, low: float, high: float | None = None, from_start: bool 
         return t, _noise(d, kind, t, interval) + _linear(t, start, rate), None, start
 
     return build
+
+
+def _build_levels_leak(d: _Draw, hours: float, interval: float) -> Any:
+    """5-40 MB/h on a GPU process's levels, as a driver sees it: 2 MiB pages allocated and
+    never freed."""
+    t = _times(d, hours, interval)
+    rate = d.uniform("leak_mb_h", 5.0, 40.0) * MB
+    start = _leak_start(d, hours)
+    pages = np.floor(_linear(t, start, rate) / PAGE_BYTES) * PAGE_BYTES
+    return t, _noise(d, "gpu-levels", t, interval) + pages, None, start
 
 
 def _build_step(d: _Draw, hours: float, interval: float) -> Any:
@@ -305,6 +357,8 @@ HEALTHY: dict[str, Builder] = {
     "restart": _build_restart,
     "daily-load": _build_load(True),
     "daily-no-load": _build_load(False),
+    "gpu-levels": _healthy("gpu-levels"),
+    "cycle": _healthy("cycle"),
 }
 
 #: leaking families: name -> builder; the targets of issue 12 are named by their family
@@ -324,6 +378,8 @@ LEAKING: dict[str, Builder] = {
     "staircase32/3h": _build_staircase,
     "staircase": _build_random_staircase,
     "dense+leak30": _build_dense,
+    "gpu-levels+leak5-40": _build_levels_leak,
+    "cycle+leak5-40": _leaking("cycle", 5.0, 40.0),
 }
 
 FAMILIES = {**HEALTHY, **LEAKING}
@@ -339,4 +395,7 @@ def draw(family: str, seed: int, hours: float = 36.0, interval_s: float = 60.0) 
     t, values, load, leak_start = build(d, hours, interval_s)
     if not d.params.pop("own_warmup", False):
         values = values + _warmup(d, t)
-    return Scenario(family, seed, t, BASE_BYTES + values, load, leak_start, d.params)
+    values = BASE_BYTES + values
+    if d.params.pop("whole_mib", False):  # as nvidia-smi reports it
+        values = np.round(values / MIB) * MIB
+    return Scenario(family, seed, t, values, load, leak_start, d.params)

@@ -865,6 +865,8 @@ class LeakDetector:
         kept = level_now - ups[0].level_before
         if kept < cfg.staircase_kept_share * rise:
             return None
+        if self.alarm is None and level_now <= self._high_before(ups[-1].t):
+            return None  # back to a level it held before: a pool moving among its levels
         span = max(t_now - ups[0].t, cfg.bucket_s)
         rate = kept / span * HOUR
         return Alarm(
@@ -878,6 +880,16 @@ class LeakDetector:
             reason=f"{len(ups)} upward steps totalling {rise / MB:.0f} MB in "
             f"{format_duration(span)}, {kept / MB:.0f} MB still held",
         )
+
+    def _high_before(self, t: float) -> float:
+        """The highest level the series held (a median of `step_buckets` buckets) between its
+        warm-up and `t`; -inf without so much history."""
+        k = self.config.step_buckets
+        n = self._count
+        held = self._raw[self._settled(n) : int(self._t[:n].searchsorted(t))]
+        if len(held) < k:
+            return -math.inf
+        return float(np.median(np.lib.stride_tricks.sliding_window_view(held, k), axis=1).max())
 
     def _window(self, t_now: float) -> tuple[int, int]:
         cfg = self.config
