@@ -27,15 +27,15 @@ from vramguard.trend import DetectorConfig
 
 MB = 1e6
 #: the parameters a trace's noise may be drawn with, for the covariance to be exact here
-NOISE_PARAMS = {"white_mb", "phi", "ar_mb", "wander_tau_h", "wander_mb"}
+NOISE_PARAMS = {"white_mb", "phi", "ar_mb", "ar_tau_min", "wander_tau_h", "wander_mb"}
 #: parameters that shape the trace but not its noise
 OTHER_PARAMS = {"warmup_mb", "warmup_tau_min", "leak_mb_h", "leak_start_h"}
 
 
 def autocovariance(params: dict[str, Any], max_lag: int, bucket_s: float) -> np.ndarray | None:
     """The noise's autocovariance at lags 0..max_lag buckets (bytes squared), or None when
-    the family's noise is not white, AR(1) or wander alone (steps, sawtooth, load, heavy
-    tails: no exact covariance to give)."""
+    the family's noise is not white, AR(1) and wander (steps, sawtooth, load, heavy tails,
+    chunks: no exact covariance to give)."""
     if not set(params) <= NOISE_PARAMS | OTHER_PARAMS or "white_mb" not in params:
         return None
     lags = np.arange(max_lag + 1, dtype=np.float64)
@@ -43,6 +43,8 @@ def autocovariance(params: dict[str, Any], max_lag: int, bucket_s: float) -> np.
     cov[0] = (params["white_mb"] * MB) ** 2
     if "phi" in params:  # phi per sample, and the samples are one bucket apart
         cov += (params["ar_mb"] * MB) ** 2 * params["phi"] ** lags
+    elif "ar_tau_min" in params:  # an AR(1) given by its time constant (two-scale)
+        cov += (params["ar_mb"] * MB) ** 2 * np.exp(-lags * bucket_s / (params["ar_tau_min"] * 60))
     if "wander_tau_h" in params:
         tau_buckets = params["wander_tau_h"] * 3600.0 / bucket_s
         cov += (params["wander_mb"] * MB) ** 2 * np.exp(-lags / tau_buckets)

@@ -6,8 +6,9 @@ ranges, seeded, so a benchmark over many seeds samples the space rather than one
 it: white noise of 1-8 MB, white plus AR(1) of 2-10 MB with phi 0.8-0.99, mean-reverting
 wander with time constants of 1-6 h, daily load cycles of 30-150 MB (with or without the
 load column), Student-t noise with rare spikes, pools that grow and shrink in steps, gaps
-and jittered intervals, GC sawtooth of random period and amplitude, restarts, a load cycle
-of 1-6 h that is not daily, and a GPU process's memory as a driver reports it (flat, moving
+and jittered intervals, GC sawtooth of random period and amplitude, restarts, a fast AR
+and a slow wander together, memory taken in chunks of 2-8 MB, a load cycle of 1-6 h that is
+not daily, and a GPU process's memory as a driver reports it (flat, moving
 between a few levels in 2 MiB pages, whole MiB); and leaks of 5-40 MB/h, per-session leaks,
 staircases and leaks under sawtooth, cycles and GPU levels on top of those.
 
@@ -214,6 +215,17 @@ def _noise(d: _Draw, kind: str, t: Array, interval_s: float) -> Array:
         return _sawtooth(d, t) + _white(d, t)
     if kind == "pool":
         return _pool_steps(d, t) + _ar_mix(d, t, interval_s)
+    if kind == "two-scale":  # a fast AR(1) and a slow wander, over white
+        fast = d.uniform("ar_tau_min", 5.0, 30.0) * 60.0
+        slow = d.uniform("wander_tau_h", 2.0, 12.0) * HOUR
+        return (
+            _white(d, t, 1.0, 5.0)
+            + _ar1(d.rng, t, d.uniform("ar_mb", 2.0, 8.0) * MB, fast)
+            + _ar1(d.rng, t, d.uniform("wander_mb", 2.0, 8.0) * MB, slow)
+        )
+    if kind == "quantized":  # an allocator that takes memory in chunks of 2-8 MB
+        quantum = d.uniform("quantum_mb", 2.0, 8.0) * MB
+        return np.round(_ar_mix(d, t, interval_s, phi_high=0.95) / quantum) * quantum
     if kind == "gpu-levels":
         d.params["whole_mib"] = True
         return _gpu_levels(d, t)
@@ -357,6 +369,8 @@ HEALTHY: dict[str, Builder] = {
     "restart": _build_restart,
     "daily-load": _build_load(True),
     "daily-no-load": _build_load(False),
+    "two-scale": _healthy("two-scale"),
+    "quantized": _healthy("quantized"),
     "gpu-levels": _healthy("gpu-levels"),
     "cycle": _healthy("cycle"),
 }
