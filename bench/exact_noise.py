@@ -8,8 +8,10 @@ minute), the covariance follows from the parameters the trace was drawn with. It
 same tests as `LeakDetector` (the window `history_s` after the warm-up, a ramp from each
 of `ramp_ages_s` ago and a plain line, at least `min_slope_bytes_per_hour`, `z_alarm`,
 `confirm_buckets` in a row, an episode ending after `rearm_buckets` quiet), with the slope's
-exact variance `w' C w` and no learning margins, and without steps, despiking or load
-(families that need them have no exact covariance here and get none).
+exact variance `w' C w` and no learning margins, and without steps or despiking (families
+that need them have no exact covariance here and get none). Where memory follows a load
+column exactly (daily-load: sessions x a fixed size), the load is fitted beside the ramp,
+as the detector fits it, and the noise left is the family's AR mixture.
 
 What it measures is the headroom: where it meets a target that the detector misses, the
 miss is the cost of learning the noise from a short history, not of the test itself.
@@ -30,13 +32,19 @@ MB = 1e6
 NOISE_PARAMS = {"white_mb", "phi", "ar_mb", "ar_tau_min", "wander_tau_h", "wander_mb"}
 #: parameters that shape the trace but not its noise
 OTHER_PARAMS = {"warmup_mb", "warmup_tau_min", "leak_mb_h", "leak_start_h"}
+#: the daily load's: memory of sessions x a fixed size, which the load column explains exactly
+LOAD_PARAMS = {"session_mb", "cycle_mb"}
 
 
-def autocovariance(params: dict[str, Any], max_lag: int, bucket_s: float) -> np.ndarray | None:
+def autocovariance(
+    params: dict[str, Any], max_lag: int, bucket_s: float, with_load: bool = False
+) -> np.ndarray | None:
     """The noise's autocovariance at lags 0..max_lag buckets (bytes squared), or None when
-    the family's noise is not white, AR(1) and wander (steps, sawtooth, load, heavy tails,
-    chunks: no exact covariance to give)."""
-    if not set(params) <= NOISE_PARAMS | OTHER_PARAMS or "white_mb" not in params:
+    the family's noise is not white, AR(1) and wander (steps, sawtooth, heavy tails, chunks:
+    no exact covariance to give). `with_load`: what is left once the load column is
+    fitted, for a family whose memory follows its sessions exactly (daily-load)."""
+    known = NOISE_PARAMS | OTHER_PARAMS | (LOAD_PARAMS if with_load else set())
+    if not set(params) <= known or "white_mb" not in params:
         return None
     lags = np.arange(max_lag + 1, dtype=np.float64)
     cov = np.zeros(max_lag + 1)
@@ -51,7 +59,19 @@ def autocovariance(params: dict[str, Any], max_lag: int, bucket_s: float) -> np.
     return cov
 
 
-def _best_z(y: np.ndarray, cov: np.ndarray, config: DetectorConfig) -> float:
+def _ramp_weights(column: np.ndarray, load: np.ndarray | None) -> np.ndarray:
+    """w with w . y the ramp's least-squares coefficient beside a level (and the load, where
+    it varies)."""
+    if load is None or np.ptp(load) == 0:
+        centred = column - column.mean()
+        return np.asarray(centred / float(centred @ centred))
+    q, r = np.linalg.qr(np.column_stack([np.ones(len(column)), load, column]))
+    return np.asarray(np.linalg.solve(r, q.T)[-1])
+
+
+def _best_z(
+    y: np.ndarray, cov: np.ndarray, config: DetectorConfig, load: np.ndarray | None = None
+) -> float:
     """The largest z of the ramp tests over one window, with the exact slope variance."""
     n = len(y)
     steps = np.arange(n, dtype=np.float64)
@@ -61,9 +81,7 @@ def _best_z(y: np.ndarray, cov: np.ndarray, config: DetectorConfig) -> float:
         origin = 0.0 if age is None else n - 1 - age
         if origin < 0:
             continue
-        column = np.maximum(steps - origin, 0.0)
-        centred = column - column.mean()
-        weights = centred / float(centred @ centred)
+        weights = _ramp_weights(np.maximum(steps - origin, 0.0), load)
         slope = float(weights @ y)
         if slope * 3600.0 / config.bucket_s < config.min_slope_bytes_per_hour:
             continue
@@ -77,10 +95,10 @@ def exact_alarms(trace: Scenario, config: DetectorConfig) -> list[float] | None:
     """Alarm episode start times of the exact-covariance reference, or None where the trace
     has no exact covariance here (not regular one-bucket sampling, or not such noise)."""
     t, y = trace.t, trace.values
-    if trace.load is not None or len(t) < 2 or not np.allclose(np.diff(t), config.bucket_s):
+    if len(t) < 2 or not np.allclose(np.diff(t), config.bucket_s):
         return None
     window = int(config.history_s / config.bucket_s)
-    cov = autocovariance(trace.params, window, config.bucket_s)
+    cov = autocovariance(trace.params, window, config.bucket_s, trace.load is not None)
     if cov is None:
         return None
     warm = math.ceil(config.warmup_s / config.bucket_s)
@@ -89,7 +107,8 @@ def exact_alarms(trace: Scenario, config: DetectorConfig) -> list[float] | None:
     streak = quiet = 0
     in_episode = False
     for end in range(warm + shortest, len(t)):
-        z = _best_z(y[max(warm, end + 1 - window) : end + 1], cov, config)
+        held = slice(max(warm, end + 1 - window), end + 1)
+        z = _best_z(y[held], cov, config, None if trace.load is None else trace.load[held])
         if z >= config.z_alarm:
             streak += 1
             quiet = 0
