@@ -65,8 +65,8 @@ def test_it_finds_a_leak_on_white_noise_and_keeps_quiet_on_the_same_noise() -> N
 def test_with_the_load_column_it_fits_the_load_as_the_detector_does() -> None:
     """daily-load's memory is its sessions times a fixed size plus an AR mixture: with the
     load fitted beside the ramp, the noise left is that mixture's, so the reference judges
-    the 20 MB/h target on the daily cycle too. The cycle alone is no leak (taking the load
-    out is what keeps it quiet: without it the cycle's climbs are growth)."""
+    the 20 MB/h target on the daily cycle too. Without the column it has no covariance to
+    give: the cycle is not noise."""
     config = DetectorConfig()
     healthy = draw("daily-load", 0)
     assert exact_noise.autocovariance(healthy.params, 10, 60.0) is None  # not without load
