@@ -311,13 +311,19 @@ white; Student-t noise (2-5 degrees of freedom) with rare spikes of 20-200 MB; G
 of 5 min-2 h and 5-60 MB; a pool that grows and shrinks by 8-64 MB steps (between empty
 and four steps, every 1-4 h on average); one step of 16-128 MB; gaps of 10-120 min and
 jittered intervals; one or two restarts; a daily load cycle of 30-150 MB at 1-8 MB a
-session, with the sessions column (daily-load) and without it (daily-no-load). Every trace
+session, with the sessions column (daily-load) and without it (daily-no-load); white of
+1-5 MB with an AR(1) of 5-30 min and a wander of 2-12 h, 2-8 MB each (two-scale); white plus
+AR(1) rounded to chunks of 2-8 MB (quantized); a load cycle
+that is not daily (a sine or triangle of 10-60 MB, period 1-6 h, over white noise of 1-5
+MB); a GPU process's memory as a driver reports it (flat, moving between two to five levels
+2-20 MiB apart, held 5 min-2 h on average, whole MiB, no other noise). Every trace
 starts with a warm-up of 0-150 MB. Leaks start at a random hour from 4 h to 20 h (and, in
 the two from-start families, with the process: no clean history to learn from): 10 MB/h
 on white, 10 and 5 MB/h on white plus AR(1) with phi up to 0.95 (mix95: the issue's
 targets), 5-40 MB/h on each noise family, 20 MB/h on the daily load cycle (with the
 column), a per-session leak of 0.3-2 MB/h per session, 32 MB every 3 h, random staircases
-(16-64 MB every 1-4 h) and 30 MB/h at one sample a second (dense). 36 hours a trace, one
+(16-64 MB every 1-4 h), 30 MB/h at one sample a second (dense), and 5-40 MB/h in 2 MiB
+pages never freed on the GPU levels. 36 hours a trace, one
 sample a minute unless dense. An alarm counts as an episode (quiet to alarming); delay runs
 from the leak's start to the first alarm at or after it; "early" is the share of leaking
 runs that alarmed before their leak began. Ours reads the load column where the family has
