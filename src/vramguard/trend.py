@@ -1005,9 +1005,22 @@ class LeakDetector:
                 ci_bytes_per_hour=(growth_h - 1.96 * se_h, growth_h + 1.96 * se_h),
                 window_s=span, z=z, level_bytes=float(self._raw[n - 1]),
                 reason=f"{what} {growth_h / MB:.1f} MB/h for the last "
-                f"{format_duration(span)} (z = {z:.1f}{odds})",
+                f"{format_duration(span)} (z = {z:.1f}{odds}){self._young(t_now, span)}",
             )  # fmt: skip
         return None
+
+    def _young(self, t_now: float, span_s: float) -> str:
+        """What a slope alarm's reason adds when the history before its ramp is shorter than
+        the ramp and no earlier run's noise was given: the first rise of a cycle or of a
+        slow wander looks the same then (the bench's cycle family alarms there and only
+        there), and nothing yet tells it from a leak that began with the process."""
+        history = t_now - (self._series_t0 or 0.0) - self.config.warmup_s
+        if self.noise_prior is not None or history - span_s >= span_s:
+            return ""
+        return (
+            f"; on {format_duration(history)} of history, a cycle or wander slower than that"
+            " cannot be told from a leak yet (an earlier run's noise can: --noise-from)"
+        )
 
     def _long_ramp(self, t_now: float) -> Alarm | None:
         """A leak older than the window, or under a noise whose long swings widen the
