@@ -893,7 +893,7 @@ class LeakDetector:
 
     def _window(self, t_now: float) -> tuple[int, int]:
         cfg = self.config
-        start_t = max((self._series_t0 or 0.0) + cfg.warmup_s, t_now - cfg.history_s)
+        start_t = max(self._settled_t, t_now - cfg.history_s)
         return int(self._t[: self._count].searchsorted(start_t)), self._count
 
     def _measure_noise(self, t_now: float) -> None:
@@ -909,9 +909,18 @@ class LeakDetector:
         self._spike_width = spike_width(self._raw[settled:n])
         self._variograms.append((t_now, self._variogram(settled, n, self._clean[settled:n])))
 
+    @property
+    def _settled_t(self) -> float:
+        """When the series' warm-up ends."""
+        return (self._series_t0 or 0.0) + self.config.warmup_s
+
     def _settled(self, n: int) -> int:
         """The first of the first `n` buckets past the series' warm-up."""
-        return int(self._t[:n].searchsorted((self._series_t0 or 0.0) + self.config.warmup_s))
+        return int(self._t[:n].searchsorted(self._settled_t))
+
+    def _history_s(self, t_now: float) -> float:
+        """How long the series has run past its warm-up at `t_now`."""
+        return t_now - (self._series_t0 or 0.0) - self.config.warmup_s
 
     def _variogram(self, lo: int, n: int, y: npt.NDArray[np.float64]) -> Variogram:
         """The variogram of `y` (buckets lo..n), less what load explains where it is usable."""
@@ -1014,7 +1023,7 @@ class LeakDetector:
         the ramp and no earlier run's noise was given: the first rise of a cycle or of a
         slow wander looks the same then (the bench's cycle family alarms there and only
         there), and nothing yet tells it from a leak that began with the process."""
-        history = t_now - (self._series_t0 or 0.0) - self.config.warmup_s
+        history = self._history_s(t_now)
         if self.noise_prior is not None or history - span_s >= span_s:
             return ""
         return (
@@ -1179,8 +1188,7 @@ class LeakDetector:
         """Extra z asked while the series' own history is short next to the window tested:
         the variogram's long lags rest on few increments then."""
         cfg = self.config
-        history = t_now - (self._series_t0 or 0.0) - cfg.warmup_s
-        if history >= cfg.learned_history_factor * span_s:
+        if self._history_s(t_now) >= cfg.learned_history_factor * span_s:
             return 0.0
         return cfg.learning_z_margin
 
