@@ -153,14 +153,13 @@ def _gpu_levels(d: _Draw, t: Array) -> Array:
     sizes = np.round(d.rng.uniform(1.0, 10.0, int(d.rng.integers(2, 6)))) * PAGE_BYTES
     sizes[0] = 0.0
     dwell = d.log_uniform("dwell_min", 5.0, 120.0) * 60.0
-    out, state, now = np.zeros(len(t)), 0, float(t[0])
+    out, now = np.zeros(len(t)), float(t[0])
     while True:
         now += float(d.rng.exponential(dwell))
         if now >= t[-1]:
             d.params["levels_mib"] = [int(s // MIB) for s in sizes]
             return out
-        state = int(d.rng.integers(0, len(sizes)))
-        out[t >= now] = sizes[state]
+        out[t >= now] = sizes[int(d.rng.integers(0, len(sizes)))]
 
 
 def _cycle(d: _Draw, t: Array) -> Array:
