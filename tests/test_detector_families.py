@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from replay import replay  # tests/replay.py
 from vramguard import scenarios
 from vramguard.noise import Variogram
 from vramguard.trend import HOUR, DetectorConfig, LeakDetector, detect_leak, noise_from
@@ -78,12 +79,9 @@ def test_an_alarm_on_a_young_history_says_what_it_cannot_rule_out_yet() -> None:
     young = "cannot be told from a leak yet"
 
     def first_reason(family: str, seed: int, prior: Variogram | None = None) -> str:
-        trace = scenarios.draw(family, seed=seed)
-        detector = LeakDetector(DetectorConfig(), noise_prior=prior)
-        detector.update_many(trace.t, trace.values)
-        detector.flush()
-        assert detector.alarms, (family, seed)
-        return detector.alarms[0].reason
+        found = replay(scenarios.draw(family, seed=seed), noise_prior=prior).alarms
+        assert found, (family, seed)
+        return found[0].reason
 
     early = first_reason("white+leak10-from-start", 0)
     assert young in early and "of history" in early and "--noise-from" in early

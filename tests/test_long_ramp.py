@@ -6,19 +6,18 @@ from dataclasses import replace
 
 import pytest
 
+from replay import alarms_on  # tests/replay.py
 from vramguard import scenarios
-from vramguard.trend import HOUR, DetectorConfig, LeakDetector
+from vramguard.trend import HOUR, DetectorConfig
 
 MB = 1e6
 
 
 def alarms(family: str, seed: int, config: DetectorConfig) -> tuple[list[float], list[str]]:
     trace = scenarios.draw(family, seed)
-    detector = LeakDetector(config)
-    detector.update_many(trace.t, trace.values, trace.load)
-    detector.flush()
+    found = alarms_on(trace, config)
     assert trace.leak_start_t is not None
-    return [a.t - trace.leak_start_t for a in detector.alarms], [a.reason for a in detector.alarms]
+    return [a.t - trace.leak_start_t for a in found], [a.reason for a in found]
 
 
 @pytest.mark.parametrize(

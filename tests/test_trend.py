@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from replay import replay  # tests/replay.py
 from vramguard import scenarios, synthetic
 from vramguard.trend import DetectorConfig, LeakDetector, detect_leak, fit_ramp, fit_ramps
 
@@ -73,10 +74,7 @@ def test_a_gpu_process_moving_among_levels_it_held_before_is_no_staircase() -> N
     their noise), so a fall rarely cancels a rise and three rises in a day add up; but
     each climb only goes back to a level held before. A staircase must set a new high
     (this run alarmed six times, from 4.5 h, when it did not have to)."""
-    trace = scenarios.draw("gpu-levels", 3)
-    detector = LeakDetector()
-    detector.update_many(trace.t, trace.values)
-    detector.flush()
+    detector = replay(scenarios.draw("gpu-levels", 3))
     assert len([s for s in detector.steps if s.size_bytes > 0]) >= 6  # rises it could count
     assert detector.alarms == [], detector.alarms[0].reason
 
@@ -85,9 +83,7 @@ def test_a_leak_in_2_mib_pages_over_gpu_levels_is_a_staircase_after_it_began() -
     """The same levels with pages allocated and never freed: found within 2 h of the leak's
     start, not before it (the run's levels made a staircase 2.8 h before it did)."""
     trace = scenarios.draw("gpu-levels+leak5-40", 3)
-    detector = LeakDetector()
-    detector.update_many(trace.t, trace.values)
-    detector.flush()
+    detector = replay(trace)
     assert trace.leak_start_t is not None and detector.alarms
     first = detector.alarms[0]
     assert first.kind == "staircase"

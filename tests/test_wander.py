@@ -8,8 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from replay import alarms_on  # tests/replay.py
 from vramguard import scenarios
-from vramguard.trend import HOUR, Alarm, DetectorConfig, LeakDetector, detect_leak
+from vramguard.trend import HOUR, DetectorConfig, detect_leak
 from vramguard.wander import WHITE_RATIOS, likelihood_ratios, profile_m2ll, ramp_likelihood_ratio
 
 MB = 1e6
@@ -52,13 +53,6 @@ def ou(rng: np.random.Generator, t: np.ndarray, sigma: float, tau: float) -> np.
         level = phi * level + rng.normal(0.0, sigma * math.sqrt(1 - phi * phi))
         out[i] = level
     return out
-
-
-def alarms_on(trace: scenarios.Scenario, config: DetectorConfig) -> list[Alarm]:
-    detector = LeakDetector(config)
-    detector.update_many(trace.t, trace.values)
-    detector.flush()
-    return detector.alarms
 
 
 def test_a_straight_leak_beside_a_flat_history_is_not_a_wander() -> None:
