@@ -331,18 +331,40 @@ def _build_staircase(d: _Draw, hours: float, interval: float) -> Any:
     """32 MB kept every 3 h from a random hour."""
     t = _times(d, hours, interval)
     start = _leak_start(d, hours)
-    stairs = np.where(t >= start, (np.floor((t - start) / (3 * HOUR)) + 1) * 32 * MB, 0.0)
     d.params["stair_mb"], d.params["stair_every_h"] = 32, 3
-    return t, _ar_mix(d, t, interval, phi_high=0.95) + stairs, None, start
+    return (
+        t,
+        _ar_mix(d, t, interval, phi_high=0.95) + _stairs(t, start, 32 * MB, 3 * HOUR),
+        None,
+        start,
+    )
 
 
 def _build_random_staircase(d: _Draw, hours: float, interval: float) -> Any:
     t = _times(d, hours, interval)
     start = _leak_start(d, hours)
-    size = d.uniform("stair_mb", 16.0, 64.0) * MB
-    every = d.uniform("stair_every_h", 1.0, 4.0) * HOUR
-    stairs = np.where(t >= start, (np.floor((t - start) / every) + 1) * size, 0.0)
+    stairs = _random_stairs(d, t, start)
     return t, _noise(d, "white", t, interval) + stairs, None, start
+
+
+def _build_pool_staircase(d: _Draw, hours: float, interval: float) -> Any:
+    """A staircase of 16-64 MB every 1-4 h from a random hour, on a pool that grows and
+    shrinks by steps of its own (pool-steps): the pool's moves widen the spread of levels
+    a step finder measures its steps against."""
+    t = _times(d, hours, interval)
+    noise = _noise(d, "pool", t, interval)
+    start = _leak_start(d, hours)
+    return t, noise + _random_stairs(d, t, start), None, start
+
+
+def _random_stairs(d: _Draw, t: Array, start: float) -> Array:
+    size = d.uniform("stair_mb", 16.0, 64.0) * MB
+    return _stairs(t, start, size, d.uniform("stair_every_h", 1.0, 4.0) * HOUR)
+
+
+def _stairs(t: Array, start: float, size: float, every: float) -> Array:
+    """`size` kept at `start` and every `every` after it."""
+    return np.where(t >= start, (np.floor((t - start) / every) + 1) * size, 0.0)
 
 
 def _build_dense(d: _Draw, hours: float, interval: float) -> Any:
@@ -390,6 +412,7 @@ LEAKING: dict[str, Builder] = {
     "session-leak": _build_session_leak,
     "staircase32/3h": _build_staircase,
     "staircase": _build_random_staircase,
+    "pool+staircase": _build_pool_staircase,
     "dense+leak30": _build_dense,
     "gpu-levels+leak5-40": _build_levels_leak,
     "cycle+leak5-40": _leaking("cycle", 5.0, 40.0),
