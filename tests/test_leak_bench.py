@@ -55,3 +55,23 @@ def test_the_recorded_pool_moves_are_the_trace_s_steps() -> None:
     without_pool = raw - level[settled] * size
     # the pool's steps are most of the trace's spread; taking them out leaves the noise
     assert np.std(without_pool) < 0.5 * np.std(raw)
+
+
+def test_a_staircase_on_a_pool_holds_both_its_pool_moves_and_its_stairs() -> None:
+    """pool+staircase: the recorded pool moves and the stairs from the leak's start (every
+    stair_every_h, stair_mb each) together are most of the trace's spread; either alone
+    leaves much of it."""
+    trace = draw("pool+staircase", 1)
+    params, t = trace.params, trace.t
+    assert trace.leak_start_t is not None
+    pool = np.zeros(len(t))
+    for hour, after in params["pool_moves"]:
+        pool[t >= hour * 3600.0] = after * params["pool_step_mb"] * 1e6
+    every = params["stair_every_h"] * 3600.0
+    since = t - trace.leak_start_t
+    stairs = np.where(since >= 0, (np.floor(since / every) + 1) * params["stair_mb"] * 1e6, 0.0)
+    raw = trace.values[t > 3600.0]
+    pool, stairs = pool[t > 3600.0], stairs[t > 3600.0]
+    both = np.std(raw - pool - stairs)
+    assert both < 0.2 * np.std(raw)
+    assert both < 0.5 * min(np.std(raw - pool), np.std(raw - stairs))
