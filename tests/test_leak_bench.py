@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vramguard.scenarios import draw
+from vramguard.scenarios import Scenario, draw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -41,18 +41,22 @@ def test_a_daily_cycle_is_the_5_mb_per_hour_shape_from_a_54_mb_swing() -> None:
     assert leak_detection.shaped_like_a_target({"family": "white", "params": {}}) is None
 
 
+def _pool_bytes(trace: Scenario) -> np.ndarray:
+    """The pool's bytes at each sample, from the moves its trace recorded."""
+    levels = np.zeros(len(trace.t))
+    for hour, after in trace.params["pool_moves"]:
+        levels[trace.t >= hour * 3600.0] = after
+    return levels * trace.params["pool_step_mb"] * 1e6
+
+
 def test_the_recorded_pool_moves_are_the_trace_s_steps() -> None:
     for seed in range(20):
         trace = draw("pool-steps", seed)
         if trace.params["pool_step_mb"] >= 40 and len(trace.params["pool_moves"]) >= 4:
             break
-    size = trace.params["pool_step_mb"] * 1e6
-    level = np.zeros(len(trace.t))
-    for hour, after in trace.params["pool_moves"]:
-        level[trace.t >= hour * 3600.0] = after
     settled = trace.t > 3600.0
     raw = trace.values[settled]
-    without_pool = raw - level[settled] * size
+    without_pool = raw - _pool_bytes(trace)[settled]
     # the pool's steps are most of the trace's spread; taking them out leaves the noise
     assert np.std(without_pool) < 0.5 * np.std(raw)
 
@@ -64,9 +68,7 @@ def test_a_staircase_on_a_pool_holds_both_its_pool_moves_and_its_stairs() -> Non
     trace = draw("pool+staircase", 1)
     params, t = trace.params, trace.t
     assert trace.leak_start_t is not None
-    pool = np.zeros(len(t))
-    for hour, after in params["pool_moves"]:
-        pool[t >= hour * 3600.0] = after * params["pool_step_mb"] * 1e6
+    pool = _pool_bytes(trace)
     every = params["stair_every_h"] * 3600.0
     since = t - trace.leak_start_t
     stairs = np.where(since >= 0, (np.floor(since / every) + 1) * params["stair_mb"] * 1e6, 0.0)

@@ -332,12 +332,8 @@ def _build_staircase(d: _Draw, hours: float, interval: float) -> Any:
     t = _times(d, hours, interval)
     start = _leak_start(d, hours)
     d.params["stair_mb"], d.params["stair_every_h"] = 32, 3
-    return (
-        t,
-        _ar_mix(d, t, interval, phi_high=0.95) + _stairs(t, start, 32 * MB, 3 * HOUR),
-        None,
-        start,
-    )
+    stairs = _stairs(t, start, 32 * MB, 3 * HOUR)
+    return t, _ar_mix(d, t, interval, phi_high=0.95) + stairs, None, start
 
 
 def _build_random_staircase(d: _Draw, hours: float, interval: float) -> Any:
