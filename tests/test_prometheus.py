@@ -18,6 +18,8 @@ import pytest
 
 from vramguard.agent.metrics import AGENT_METRICS
 from vramguard.exporter import METRICS, MetricsExporter
+from vramguard.fields import SESSION_ACQUISITIONS
+from vramguard.pipelines import PipelineLedger
 from vramguard.tracker import Sample
 from vramguard.trend import Trend
 
@@ -183,3 +185,19 @@ def test_a_real_prometheus_scrapes_a_soak(tmp_path: Path) -> None:
         soak.send_signal(signal.SIGTERM)
         soak.communicate(timeout=60)
     assert soak.returncode == 128 + signal.SIGTERM
+
+
+def test_session_counters_split_reuse_from_rate_changes_taken_in_place() -> None:
+    """A managed soak's ledger: the outcomes add up to the sessions asked for, and the
+    share that opened nothing is the ledger's reuse rate (in-place changes included)."""
+    ledger = PipelineLedger(
+        sessions_created=3, acquisitions=40, reuse_rate=37 / 40, adapted_in_place=25,
+        max_idle_bytes=None, reference_peak_bytes=None, reference_peak_basis=None,
+        staging_peak_bytes=None,
+    )  # fmt: skip
+    exporter = MetricsExporter()
+    exporter.update(Sample(t=0.0, host_rss_bytes=10), pool=ledger.exporter_counts())
+    outcomes = {k[0]: v for k, v in exporter.snapshot()[SESSION_ACQUISITIONS.name].items()}
+    assert outcomes == {"created": 3.0, "reused": 12.0, "adapted": 25.0}
+    opened_nothing = (outcomes["reused"] + outcomes["adapted"]) / sum(outcomes.values())
+    assert opened_nothing == ledger.reuse_rate

@@ -105,6 +105,7 @@ class MetricsExporter:
             if pool is not None:
                 self._set(SESSION_ACQUISITIONS.name, float(pool["created"]), "created")
                 self._set(SESSION_ACQUISITIONS.name, float(pool["reused"]), "reused")
+                self._set(SESSION_ACQUISITIONS.name, pool.get("adapted"), "adapted")
                 self._set(SESSION_REUSE.name, float(pool["reuse_rate"]))
             if trend is not None and trend.slope_bytes_per_hour is not None:
                 self._set(LEAK_SLOPE.name, trend.slope_bytes_per_hour / HOUR)

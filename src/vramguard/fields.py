@@ -41,7 +41,8 @@ ENCODER_SESSIONS = MetricDoc(
 SESSION_ACQUISITIONS = MetricDoc(
     "vramguard_session_acquisitions_total",
     "counter",
-    "Session acquisitions by outcome.",
+    "Sessions asked for, by outcome: created, reused (a pooled session) or adapted (a rate"
+    " change the client's own session took in place).",
     ("outcome",),
 )
 SESSION_REUSE = MetricDoc(

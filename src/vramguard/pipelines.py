@@ -59,9 +59,13 @@ class PipelineLedger:
     staging_peak_bytes: int | None
 
     def exporter_counts(self) -> dict[str, float]:
-        """The session counters Prometheus publishes (MetricsExporter.update's `pool`)."""
-        reused = self.acquisitions - self.sessions_created if self.acquisitions else 0
-        return {"created": self.sessions_created, "reused": max(0, reused),
+        """The session counters Prometheus publishes (MetricsExporter.update's `pool`): each
+        request was served by opening an encoder (created), by a pooled session (reused) or
+        by the client's own session taking the rate change in place (adapted); reuse_rate
+        is the share of the last two."""
+        adapted = self.adapted_in_place
+        reused = max(0, self.acquisitions - self.sessions_created - adapted)
+        return {"created": self.sessions_created, "reused": reused, "adapted": adapted,
                 "reuse_rate": self.reuse_rate}  # fmt: skip
 
 
