@@ -150,18 +150,22 @@ def encoder_options(encoder: str, config: EncoderConfig) -> dict[str, str]:
         params = "log-level=error"
         if config.low_latency:
             params += ":bframes=0:rc-lookahead=0"
-        options = {"preset": "ultrafast", "x265-params": params, **vbv}
+        # a forced keyframe (a new client on a reused session) an IDR: FFmpeg's libx265
+        # otherwise sends it to x265 as X265_TYPE_I, an I-frame a fresh decoder cannot start on
+        options = {"preset": "ultrafast", "x265-params": params, "forced-idr": "1", **vbv}
         if config.low_latency:
             options["tune"] = "zerolatency"
     elif family is SVTAV1:
         structure = "pred-struct=1:" if config.low_latency else ""
         options = {"preset": "12", "svtav1-params": f"{structure}rc=2"}
     elif family is NVENC:
-        options = {"preset": "p1", "rc": "cbr", **vbv}
+        # forced keyframes as IDRs (FFmpeg's nvenc: NV_ENC_PIC_FLAG_FORCEIDR, not FORCEINTRA)
+        options = {"preset": "p1", "rc": "cbr", "forced-idr": "1", **vbv}
         if config.low_latency:
             options.update(tune="ull", zerolatency="1", delay="0", **{"rc-lookahead": "0"})
     elif family is QSV:
-        options = {"preset": "veryfast", "async_depth": "1", **vbv}
+        # forced keyframes as IDRs (FFmpeg's qsv: MFX_FRAMETYPE_IDR, not I alone)
+        options = {"preset": "veryfast", "async_depth": "1", "forced_idr": "1", **vbv}
         if config.low_latency:
             options.update(look_ahead="0", low_delay_brc="1")
     elif family is AMF:
