@@ -693,6 +693,27 @@ def noise_prior_section(data: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+# -- the Bayes reference (bench/bayes_reference.py) -----------------------------------------
+
+
+def bayes_reference_section(data: dict[str, Any]) -> str:
+    sys.path.insert(0, str(BENCH))
+    import bayes_reference
+
+    return "\n\n".join([
+        "## What knowing the noise's ranges is worth (`bench/bayes_reference.py`)",
+        "The Bayes factor of a leak against none, for families whose noise is white plus "
+        "one mean-reverting part, with that model known and its parameters integrated over "
+        "a prior: the benchmark's own ranges (`family`), any scale with the benchmark's "
+        "ratio of wander to white (`ratio`), or any scale and ratio (`scale-free`); a run "
+        "alarms at the first look (every 5 min) above the threshold. Healthy runs alarmed; "
+        "leaks as delay p50 / p90 from the leak's start, the runs missed, and the runs "
+        "alarmed before their leak. Ours is LeakDetector as built, on the same traces.",
+        _code(f"{data['command']} --json bench/bayes_reference.json"),
+        str(bayes_reference.render(data)),
+    ])  # fmt: skip
+
+
 # -- the node agent (bench/agent.py) --------------------------------------------------------
 
 
@@ -835,6 +856,7 @@ def render(previous: str) -> str:
         ),
         history_section(load("history.json")),
         noise_prior_section(load("noise_prior.json")),
+        bayes_reference_section(load("bayes_reference.json")),
         aiortc_section([load(p.name) for p in sorted(BENCH.glob("aiortc_*.json"))]),
         *([agent_section(load("agent.json"))] if (BENCH / "agent.json").exists() else []),
     ]
