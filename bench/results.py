@@ -425,7 +425,9 @@ def sessions_section(data: dict[str, Any]) -> str:
         "1779x; that was unequal work and is withdrawn.",
         keyframes,
         f"Reuse at least 85% under the ladder with reconnects: {met_reuse} "
-        f"({reuse:.1%}, a warm session per rung). RSS after teardown, the same trimming on "
+        f"({reuse:.1%}; sessions opened by the pool: "
+        + ", ".join(f"{r['codec']} {r['created']}" for r in pooled)
+        + "). RSS after teardown, the same trimming on "
         f"both sides: {rss}.",
         in_place_note(data),
         "The hardware encoders that change rate in place by FFmpeg's source (nvenc, qsv, "
