@@ -34,8 +34,6 @@ same traces beside. Not a test: it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -44,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from leak_detection import our_alarms, percentile
+from leak_detection import our_alarms, percentile, report, seeded_parser
 from vramguard.scenarios import Scenario, draw
 from vramguard.trend import DetectorConfig
 
@@ -236,13 +234,9 @@ def render(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="seeds per family")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (0: the recorded)")
+    parser = seeded_parser(__doc__, 40)
     parser.add_argument("--priors", default=",".join(PRIORS), help="comma-separated")
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
     priors = tuple(args.priors.split(","))
     families = args.families.split(",")
@@ -259,10 +253,7 @@ def main() -> None:
     if args.families != ",".join(FAMILIES):
         command += f" --families {args.families}"
     data = {"command": command, "summary": summarise(records, priors), "runs": records}
-    print(render(data))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1)
+    report(data, render(data), args.json)
 
 
 if __name__ == "__main__":

@@ -406,14 +406,28 @@ def render_results(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=30, help="seeds per family")
+def seeded_parser(doc: str, runs: int) -> argparse.ArgumentParser:
+    """The options every seeded detection bench takes: --runs, --seed, --workers, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=runs, help="seeds per family")
     parser.add_argument("--seed", type=int, default=0, help="first seed (0: the recorded)")
-    parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the figures here")
+    return parser
+
+
+def report(data: dict[str, Any], table: str, json_path: str | None) -> None:
+    """Print a bench's table; write its figures where --json says."""
+    print(table)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=1)
+
+
+def main() -> None:
+    parser = seeded_parser(__doc__, 30)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--no-timing", action="store_true", help="skip the 48 h timing")
     parser.add_argument(
         "--set",
@@ -448,10 +462,7 @@ def main() -> None:
     if not args.no_timing:
         data["analysis"] = analysis_time()
         data["analyze_cli"] = cli_time()
-    print(render_results(data))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1)
+    report(data, render_results(data), args.json)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ leaking runs alarmed before their leak. Not a test: it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from exact_noise import exact_alarms
-from leak_detection import our_alarms, percentile
+from leak_detection import our_alarms, percentile, report, seeded_parser
 from vramguard.scenarios import Scenario, draw
 from vramguard.trend import DetectorConfig, noise_from
 
@@ -106,12 +104,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="seeds per family")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (0: the recorded)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", default=None, help="write the figures here")
-    args = parser.parse_args()
+    args = seeded_parser(__doc__, 20).parse_args()
     jobs = [(f, s) for f in FAMILIES for s in range(args.seed, args.seed + args.runs)]
     with ProcessPoolExecutor(args.workers) as pool:
         records = list(pool.map(run_one, jobs, chunksize=2))
@@ -119,10 +112,7 @@ def main() -> None:
         "command": f"python bench/noise_prior.py --runs {args.runs} --seed {args.seed}",
         "summary": summarise(records),
     }
-    print(render(data))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1)
+    report(data, render(data), args.json)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ tables with these same functions.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -680,30 +681,38 @@ def history_section(data: dict[str, Any]) -> str:
 # -- the noise prior (bench/noise_prior.py) ---------------------------------------------------
 
 
-def noise_prior_section(data: dict[str, Any]) -> str:
+def _rendered_by(module: str, heading: str, lead: str, data: dict[str, Any]) -> str:
+    """A section whose table the bench module `module` renders (as it prints it), under
+    the command that wrote `data` (bench/<module>.json)."""
     sys.path.insert(0, str(BENCH))
-    import noise_prior
-
+    bench = importlib.import_module(module)
     return "\n\n".join([
-        "## A noise prior from an earlier run (`bench/noise_prior.py`)",
+        f"## {heading} (`bench/{module}.py`)",
+        lead,
+        _code(f"{data['command']} --json bench/{module}.json"),
+        str(bench.render(data)),
+    ])  # fmt: skip
+
+
+def noise_prior_section(data: dict[str, Any]) -> str:
+    return _rendered_by(
+        "noise_prior",
+        "A noise prior from an earlier run",
         "Each process run twice: a family's 60 h trace split into an earlier day and 36 h "
         "judged on their own, healthy and with 10 MB/h from a random hour 4-20 h into them; "
         "ours alone, ours given the earlier day's noise (`analyze/run/watch --noise-from`), "
         "and the exact-noise reference (bench/exact_noise.py).",
-        _code(f"{data['command']} --json bench/noise_prior.json"),
-        str(noise_prior.render(data)),
-    ])  # fmt: skip
+        data,
+    )
 
 
 # -- the Bayes reference (bench/bayes_reference.py) -----------------------------------------
 
 
 def bayes_reference_section(data: dict[str, Any]) -> str:
-    sys.path.insert(0, str(BENCH))
-    import bayes_reference
-
-    return "\n\n".join([
-        "## What knowing the noise's ranges is worth (`bench/bayes_reference.py`)",
+    return _rendered_by(
+        "bayes_reference",
+        "What knowing the noise's ranges is worth",
         "The Bayes factor of a leak against none, for families whose noise is white plus "
         "one mean-reverting part, with that model known and its parameters integrated over "
         "a prior: the benchmark's own ranges (`family`), any scale with the benchmark's "
@@ -711,9 +720,8 @@ def bayes_reference_section(data: dict[str, Any]) -> str:
         "alarms at the first look (every 5 min) above the threshold. Healthy runs alarmed; "
         "leaks as delay p50 / p90 from the leak's start, the runs missed, and the runs "
         "alarmed before their leak. Ours is LeakDetector as built, on the same traces.",
-        _code(f"{data['command']} --json bench/bayes_reference.json"),
-        str(bayes_reference.render(data)),
-    ])  # fmt: skip
+        data,
+    )
 
 
 # -- the node agent (bench/agent.py) --------------------------------------------------------
