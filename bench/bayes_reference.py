@@ -229,7 +229,9 @@ def render(data: dict[str, Any]) -> str:
             else:
                 missed = f", missed {e['missed']:.0%}" if e["missed"] else ""
                 shown.append(f"{_h(e['p50_h'])} / {_h(e['p90_h'])}{missed}, early {e['early']:.0%}")
-        lines.append(f"| {way} | " + " | ".join(shown) + " |")
+        prior, _, threshold = way.partition(" > ")
+        label = f"Bayes, {prior} prior, log BF > {threshold}" if threshold else way
+        lines.append(f"| {label} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
