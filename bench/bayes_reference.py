@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from leak_detection import our_alarms, percentile, report, seeded_parser
+from leak_detection import delay_figures, our_alarms, report, seeded_parser
 from vramguard.scenarios import Scenario, draw
 from vramguard.trend import DetectorConfig
 
@@ -183,9 +183,10 @@ def _cell(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {"runs_alarmed": sum(r["cell"]["first"] is not None for r in rows) / len(rows)}
     delays = [math.inf if r["cell"]["after"] is None else (r["cell"]["after"] - s) / HOUR
               for r, s in zip(rows, start, strict=True)]  # fmt: skip
+    figures = delay_figures(delays)
     return {
-        "p50_h": _finite(percentile(delays, 50)), "p90_h": _finite(percentile(delays, 90)),
-        "missed": sum(math.isinf(d) for d in delays) / len(rows),
+        "p50_h": _finite(figures["p50_h"]), "p90_h": _finite(figures["p90_h"]),
+        "missed": figures["missed"],
         "early": sum(r["cell"]["first"] is not None and r["cell"]["first"] < s
                      for r, s in zip(rows, start, strict=True)) / len(rows),
     }  # fmt: skip

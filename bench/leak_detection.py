@@ -187,6 +187,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
+def delay_figures(delays: list[float]) -> dict[str, float]:
+    """p50 and p90 of leak delays (hours; inf for a leak never found) and the share missed."""
+    return {
+        "p50_h": percentile(delays, 50),
+        "p90_h": percentile(delays, 90),
+        "missed": sum(1 for d in delays if math.isinf(d)) / len(delays),
+    }
+
+
 def summarise(records: list[dict[str, Any]], which: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in FAMILIES:
@@ -219,9 +228,7 @@ def summarise(records: list[dict[str, Any]], which: tuple[str, ...]) -> dict[str
                 delays = [delay_h(r, det) for r in rows]
                 early = [r["seed"] for r in rows if any(a < r["leak_start_t"] for a in r[det])]
                 entry[det] = {
-                    "p50_h": percentile(delays, 50),
-                    "p90_h": percentile(delays, 90),
-                    "missed": sum(1 for d in delays if math.isinf(d)) / len(rows),
+                    **delay_figures(delays),
                     "runs_alarmed_before_start": len(early) / len(rows),
                     "early_seeds": early,
                 }

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from exact_noise import exact_alarms
-from leak_detection import our_alarms, percentile, report, seeded_parser
+from leak_detection import delay_figures, our_alarms, report, seeded_parser
 from vramguard.scenarios import Scenario, draw
 from vramguard.trend import DetectorConfig, noise_from
 
@@ -72,9 +72,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                 delays.append((after[0] - r["leak_start_t"]) / HOUR if after else math.inf)
             entry[way] = {
                 "runs_alarmed": sum(1 for r in rows if r["healthy"][way]) / len(rows),
-                "p50_h": percentile(delays, 50),
-                "p90_h": percentile(delays, 90),
-                "missed": sum(1 for d in delays if math.isinf(d)) / len(rows),
+                **delay_figures(delays),
                 "early": sum(1 for r in rows if any(a < r["leak_start_t"] for a in r["leak"][way]))
                 / len(rows),
             }
